@@ -1,0 +1,109 @@
+"""raycompat: Ray's Core API on dask.distributed.
+
+Swap ``import ray`` for ``import raycompat as ray`` and keep the code::
+
+    import raycompat as ray
+
+    ray.init()                      # embedded Dask cluster, or ray.init("tcp://host:8786")
+
+    @ray.remote
+    def square(x):
+        return x * x
+
+    print(ray.get([square.remote(i) for i in range(4)]))
+
+The Dask mapping lives in ``raycompat._dask``; this module only re-exports Ray's names.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import inspect as _inspect
+
+from raycompat import exceptions
+from raycompat._dask.api import cancel, get, put, wait
+from raycompat._dask.cluster_info import available_resources, cluster_resources, nodes
+from raycompat._dask.refs import ObjectRef
+from raycompat._dask.session import RayContext, init, is_initialized, shutdown
+from raycompat._private import options as _options
+from raycompat.remote_function import RemoteFunction
+from raycompat.runtime_context import get_runtime_context
+
+_REMOTE_USAGE = (
+    "The @ray.remote decorator must be applied either with no arguments and no "
+    "parentheses, for example '@ray.remote', or it must be applied using some of "
+    "the arguments in the list ['num_returns', 'num_cpus', 'num_gpus', 'memory', "
+    "'resources', 'max_calls', 'max_retries', 'retry_exceptions', 'runtime_env', "
+    "'scheduling_strategy', 'name'], for example "
+    "'@ray.remote(num_returns=2, resources={\"CustomResource\": 1})'."
+)
+
+
+def _make_remote(function_or_class, options: dict):
+    if _inspect.isclass(function_or_class):
+        raise NotImplementedError(
+            f"@ray.remote on a class ({function_or_class.__name__}): raycompat does not support "
+            "actors yet."
+        )
+    if not callable(function_or_class):
+        raise TypeError("The @ray.remote decorator must be applied to either a function or a class.")
+    return RemoteFunction(function_or_class, options)
+
+
+def remote(*args, **kwargs):
+    """Ray's ``@ray.remote``: bare, with options, or called on a function."""
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return _make_remote(args[0], {})
+    assert len(args) == 0 and len(kwargs) > 0, _REMOTE_USAGE
+    _options.validate_task_options(kwargs, in_options=False)
+    return lambda fn: _make_remote(fn, kwargs)
+
+
+def get_gpu_ids() -> list:
+    """The GPU ids assigned to the current task ([] on the driver and without GPUs)."""
+    from raycompat.runtime_context import _gpu_ids
+
+    return _gpu_ids()
+
+
+def method(*args, **kwargs):
+    raise NotImplementedError("raycompat does not support actors (ray.method) yet.")
+
+
+def kill(actor, *, no_restart=True):
+    raise ValueError(
+        f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(actor)}."
+    )
+
+
+def get_actor(name: str, namespace=None):
+    raise ValueError(
+        f"Failed to look up actor with name '{name}'. This could because 1. You are trying to "
+        "look up a named actor you didn't create. 2. The named actor died. 3. You did not use a "
+        "namespace matching the namespace of the actor."
+    )
+
+
+__all__ = [
+    "ObjectRef",
+    "RayContext",
+    "RemoteFunction",
+    "available_resources",
+    "cancel",
+    "cluster_resources",
+    "exceptions",
+    "get",
+    "get_actor",
+    "get_gpu_ids",
+    "get_runtime_context",
+    "init",
+    "is_initialized",
+    "kill",
+    "method",
+    "nodes",
+    "put",
+    "remote",
+    "shutdown",
+    "wait",
+]

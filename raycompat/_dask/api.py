@@ -1,0 +1,316 @@
+"""``ray.get``, ``ray.put``, ``ray.wait`` and ``ray.cancel`` on Dask futures.
+
+Validation follows Ray's, message for message, before anything reaches Dask. Waiting
+happens on the client's event loop over the futures' own state (no polling). Inside a
+task, a blocking call secedes from the worker's thread pool and gives the task's CPU
+back to the node ledger, as Ray releases a blocked worker's CPU; so task trees that
+``get`` their children finish on any number of CPUs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Optional
+
+import distributed
+from distributed import Future
+from distributed.client import FutureCancelledError
+
+from raycompat import exceptions as rex
+from raycompat._dask import context as _context
+from raycompat._dask import session as _session
+from raycompat._dask.refs import ObjectRef
+from raycompat._dask.serialization import Sealed
+
+#: Keys cancelled with ``ray.cancel``: their ``get`` raises TaskCancelledError.
+_cancelled: set = set()
+
+
+# ---------------------------------------------------------------------------- blocking
+
+
+@contextlib.contextmanager
+def _blocking():
+    """Inside a task: leave the thread pool and give back the CPU while blocked."""
+    ctx = _context.current_task()
+    if ctx is None:
+        yield
+        return
+    cpu = (ctx.held or {}).get("CPU", 0.0)
+    if cpu and ctx.ledger is not None:
+        ctx.ledger.release({"CPU": cpu})
+    distributed.secede()
+    try:
+        yield
+    finally:
+        distributed.rejoin()
+        if cpu and ctx.ledger is not None:
+            ctx.ledger.acquire({"CPU": cpu}, force=True)
+
+
+async def _await_done(futures: list, count: int, timeout: Optional[float], fail_fast: bool) -> None:
+    """Return once ``count`` of ``futures`` are done, one erred (if ``fail_fast``), or timeout."""
+    pending = {}
+    done = 0
+    for f in futures:
+        if f.done():
+            done += 1
+            if fail_fast and f.status != "finished":
+                return
+        else:
+            pending[asyncio.ensure_future(f._state.wait())] = f
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while done < count and pending:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if remaining == 0.0:
+                return
+            finished, _ = await asyncio.wait(
+                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not finished:
+                return
+            for t in finished:
+                f = pending.pop(t)
+                done += 1
+                if fail_fast and f.status != "finished":
+                    return
+    finally:
+        for t in pending:
+            t.cancel()
+
+
+def _wait_futures(client, futures, count, timeout, fail_fast):
+    if sum(1 for f in futures if f.done()) >= count and not fail_fast:
+        return
+    if all(f.done() for f in futures):
+        return
+    if timeout is not None and timeout <= 0:
+        return
+    with _blocking():
+        client.sync(_await_done, futures, count, timeout, fail_fast)
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def translate_error(exc: BaseException, ref: ObjectRef) -> BaseException:
+    """The exception ``ray.get`` raises for a ref whose Dask future failed."""
+    if isinstance(exc, rex.RayTaskError):
+        origin = getattr(exc, "_dask_key", None)
+        if origin is not None and origin != ref._key:
+            # A top-level argument failed and this task never ran: Ray's wrapping.
+            name = ref._task_name or "task"
+            tb = (
+                "Traceback (most recent call last):\n"
+                "  At least one of the input arguments for this task could not be computed:\n"
+                f"ray.exceptions.RayTaskError: {exc}"
+            )
+            outer = rex.RayTaskError(name, tb, exc.cause, proctitle=f"ray::{name}", pid=exc.pid, ip=exc.ip)
+            return outer.as_instanceof_cause()
+        return exc.as_instanceof_cause()
+    if isinstance(exc, rex.RayError):
+        return exc
+    if ref._key in _cancelled:
+        return rex.TaskCancelledError(ref.hex())
+    if type(exc).__name__ == "KilledWorker":
+        return rex.WorkerCrashedError()
+    if isinstance(exc, FutureCancelledError) or isinstance(exc, asyncio.CancelledError):
+        reason = str(getattr(exc, "reason", "") or "")
+        if "scheduler-connection-lost" in reason:
+            return rex.RaySystemError(f"the connection to the Dask scheduler was lost ({exc})")
+        return rex.ObjectLostError(ref.hex(), None, "")
+    return rex.RaySystemError(exc)
+
+
+def _raise_for(fut: Future, ref: ObjectRef):
+    if ref._key in _cancelled:
+        raise rex.TaskCancelledError(ref.hex())
+    if fut.status == "error":
+        exc = fut.exception()
+    elif fut.status in ("cancelled", "lost"):
+        exc = FutureCancelledError(fut.key, getattr(fut._state, "exception", None) or fut.status)
+    else:
+        return
+    raise translate_error(exc, ref) from None
+
+
+def _value(sealed, ref: ObjectRef):
+    v = sealed.unseal() if isinstance(sealed, Sealed) else sealed
+    return v if ref._index is None else v[ref._index]
+
+
+# ---------------------------------------------------------------------------- get
+
+
+def _check_timeout(timeout):
+    if timeout is None:
+        return None
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise TypeError(f"timeout must be a number of seconds or None, got {type(timeout)}")
+    return None if timeout < 0 else float(timeout)  # Ray: a negative timeout waits forever
+
+
+def get_one(ref: ObjectRef, timeout):
+    fut = ref._future
+    if ref._key in _cancelled:
+        raise rex.TaskCancelledError(ref.hex())
+    if not fut.done():
+        _wait_futures(fut.client, [fut], 1, timeout, True)
+        if not fut.done():
+            raise rex.GetTimeoutError("Get timed out: some object(s) not ready.")
+    if fut.status != "finished":
+        _raise_for(fut, ref)
+    try:
+        return _value(fut.result(), ref)
+    except (FutureCancelledError, asyncio.CancelledError) as e:
+        raise translate_error(e, ref) from None
+
+
+def get(object_refs, *, timeout=None):
+    """``ray.get``: a ref's value, or a list of values in the order of the list."""
+    if type(object_refs) is ObjectRef:
+        _session.current_session()
+        return get_one(object_refs, _check_timeout(timeout))
+    if not isinstance(object_refs, list):
+        raise ValueError(
+            f"Invalid type of object refs, {type(object_refs)}, is given. "
+            "'object_refs' must either be an ObjectRef or a list of ObjectRefs. "
+        )
+    for r in object_refs:
+        if type(r) is not ObjectRef:
+            raise TypeError(
+                f"Attempting to call `get` on the value {r}, which is not an ray.ObjectRef."
+            )
+    timeout = _check_timeout(timeout)
+    if not object_refs:
+        return []
+    _session.current_session()
+    futures = list({r._key: r._future for r in object_refs}.values())
+    client = futures[0].client
+    _wait_futures(client, futures, len(futures), timeout, True)
+    by_key = {r._key: r for r in object_refs}
+    first_bad = next((f for f in futures if f.done() and f.status != "finished"), None)
+    if first_bad is None:
+        first_bad = next((f for f in futures if f.key in _cancelled), None)
+    if first_bad is not None:
+        _raise_for(first_bad, by_key[first_bad.key])
+        raise rex.TaskCancelledError(by_key[first_bad.key].hex())
+    if not all(f.done() for f in futures):
+        raise rex.GetTimeoutError("Get timed out: some object(s) not ready.")
+    try:
+        values = client.gather(futures)
+    except Exception as e:  # noqa: BLE001 - lost between done and gather
+        raise translate_error(e, object_refs[0]) from None
+    sealed = dict(zip((f.key for f in futures), values))
+    return [_value(sealed[r._key], r) for r in object_refs]
+
+
+# ---------------------------------------------------------------------------- put
+
+
+def put(value, *, _owner=None) -> ObjectRef:
+    """``ray.put``: store a copy of ``value`` on the cluster, return its ref."""
+    if type(value) is ObjectRef:
+        raise TypeError(
+            "Calling 'put' on an ray.ObjectRef is not allowed. "
+            "If you really want to do this, you can wrap the "
+            "ray.ObjectRef in a list and call 'put' on it."
+        )
+    _session.current_session()
+    client = _session.client()
+    try:
+        sealed = Sealed.seal(value)
+    except Exception as e:  # noqa: BLE001 - Ray's message names the value's type
+        raise TypeError(f"Could not serialize the put value {value!r}:\n{type(e).__name__}: {e}") from e
+    kwargs = {"hash": False}
+    if _context.current_task() is not None:
+        kwargs["workers"] = [distributed.get_worker().address]
+    fut = client.scatter(sealed, **kwargs)
+    return ObjectRef(fut, None, None)
+
+
+# ---------------------------------------------------------------------------- wait
+
+
+def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
+    """``ray.wait``: ``(ready, not_ready)``, ready in input order, at most ``num_returns``."""
+    if type(ray_waitables) is ObjectRef:
+        raise TypeError(
+            "wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator"
+            ", got a single ray.ObjectRef or ray.ObjectRefGenerator "
+            f"{ray_waitables}"
+        )
+    if not isinstance(ray_waitables, list):
+        raise TypeError(
+            "wait() expected a list of ray.ObjectRef or "
+            "ray.ObjectRefGenerator, "
+            f"got {type(ray_waitables)}"
+        )
+    if timeout is not None and timeout < 0:
+        raise ValueError("The 'timeout' argument must be nonnegative. " f"Received {timeout}")
+    for r in ray_waitables:
+        if type(r) is not ObjectRef:
+            raise TypeError(
+                "wait() expected a list of ray.ObjectRef or "
+                "ray.ObjectRefGenerator, "
+                f"got list containing {type(r)}"
+            )
+    if not ray_waitables:
+        return [], []
+    if len(set(ray_waitables)) != len(ray_waitables):
+        raise ValueError("Wait requires a list of unique ray_waitables.")
+    if num_returns <= 0:
+        raise ValueError("Invalid number of objects to return %d." % num_returns)
+    if num_returns > len(ray_waitables):
+        raise ValueError(
+            "num_returns cannot be greater than the number "
+            "of ray_waitables provided to ray.wait."
+        )
+    _session.current_session()
+    futures = list({r._key: r._future for r in ray_waitables}.values())
+
+    def ready_count():
+        return sum(1 for r in ray_waitables if r._future.done() or r._key in _cancelled)
+
+    if ready_count() < num_returns:
+        client = futures[0].client
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # One future can ready several refs (num_returns views): wait one at a time.
+        while ready_count() < num_returns:
+            left = [f for f in futures if not f.done()]
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if not left or (remaining is not None and remaining <= 0):
+                break
+            _wait_futures(client, left, 1, remaining, False)
+    ready = [r for r in ray_waitables if r._future.done() or r._key in _cancelled][:num_returns]
+    ready_set = set(ready)
+    return ready, [r for r in ray_waitables if r not in ready_set]
+
+
+# ---------------------------------------------------------------------------- cancel
+
+
+def cancel(ref, *, force=False, recursive=True):
+    """``ray.cancel``: a pending task never runs; ``get`` raises TaskCancelledError.
+
+    A running task cannot be interrupted in Dask; it is marked cancelled at once (its
+    ``get`` raises) and its result is discarded. A finished task is left alone: Dask's
+    own ``cancel`` would delete its result, Ray's does nothing.
+    """
+    if type(ref) is not ObjectRef:
+        raise TypeError(
+            "ray.cancel() only supported for object refs. "
+            f"For actors, try ray.kill(). Got: {type(ref)}."
+        )
+    fut = ref._future
+    if fut.done():
+        return None
+    _cancelled.add(ref._key)
+    try:
+        fut.client.cancel([fut], force=True, reason="cancelled with ray.cancel")
+    except TypeError:
+        fut.client.cancel([fut], force=True)
+    return None

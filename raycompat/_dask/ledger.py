@@ -1,0 +1,110 @@
+"""Node-wide accounting of Ray resources (CPU, GPU, custom) on the embedded cluster.
+
+Ray schedules by logical resources per node, and releases a task's CPU while the task
+is blocked in ``ray.get``/``ray.wait``, so recursive task trees never deadlock. Dask's
+own resources cannot do both: they are per worker process (a ``num_cpus=2`` task cannot
+span two one-thread workers) and a seceded task keeps its resources (measured deadlock,
+see shared/docs/ray-on-dask.md section 3.3).
+
+So the embedded cluster runs one worker process per CPU with one thread each (a Dask
+slot is a Ray CPU for the default ``num_cpus=1`` task), and every task's wrapper takes
+its request from this ledger before the user's code starts, gives the CPU back while it
+blocks, and takes it back (even over the limit, as Ray does) when it resumes. The ledger
+is a small file of float64 counters under an ``flock``: one host, any number of worker
+processes, no server. Clusters raycompat only connects to have no ledger (see README).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import struct
+import time
+
+ENV_VAR = "RAYCOMPAT_LEDGER"
+_EPS = 1e-9
+
+
+class Ledger:
+    """Counters of available resources shared by every process of one embedded cluster."""
+
+    def __init__(self, path: str):
+        self.path = path
+        with open(path + ".json") as f:
+            meta = json.load(f)
+        self.names: list[str] = meta["names"]
+        self.totals: dict[str, float] = meta["totals"]
+        self._index = {n: i for i, n in enumerate(self.names)}
+        self._fmt = f"{len(self.names)}d"
+        self._fd = os.open(path, os.O_RDWR)
+
+    @classmethod
+    def create(cls, directory: str, totals: dict[str, float]) -> "Ledger":
+        path = os.path.join(directory, "ledger")
+        names = sorted(totals)
+        with open(path + ".json", "w") as f:
+            json.dump({"names": names, "totals": totals}, f)
+        with open(path, "wb") as f:
+            f.write(struct.pack(f"{len(names)}d", *(float(totals[n]) for n in names)))
+        return cls(path)
+
+    def feasible(self, request: dict[str, float]) -> bool:
+        return all(q <= self.totals.get(n, 0.0) + _EPS for n, q in request.items() if q > 0)
+
+    def _update(self, request: dict[str, float], sign: float, force: bool) -> bool:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            values = list(struct.unpack(self._fmt, os.pread(self._fd, 8 * len(self.names), 0)))
+            for n, q in request.items():
+                i = self._index.get(n)
+                if i is None:
+                    if q > 0 and sign < 0 and not force:
+                        return False
+                    continue
+                if sign < 0 and not force and values[i] + _EPS < q:
+                    return False
+            for n, q in request.items():
+                i = self._index.get(n)
+                if i is not None:
+                    values[i] += sign * q
+            os.pwrite(self._fd, struct.pack(self._fmt, *values), 0)
+            return True
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def acquire(self, request: dict[str, float], force: bool = False) -> None:
+        """Take ``request``, waiting until it fits (``force`` takes it even over the limit)."""
+        delay = 0.0005
+        while not self._update(request, -1.0, force):
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def release(self, request: dict[str, float]) -> None:
+        self._update(request, +1.0, True)
+
+    def available(self) -> dict[str, float]:
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+        try:
+            values = struct.unpack(self._fmt, os.pread(self._fd, 8 * len(self.names), 0))
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return dict(zip(self.names, values))
+
+    def close(self) -> None:
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+
+
+_process_ledger: "Ledger | None | bool" = False
+
+
+def process_ledger() -> "Ledger | None":
+    """The ledger of the embedded cluster this worker process belongs to, if any."""
+    global _process_ledger
+    if _process_ledger is False:
+        path = os.environ.get(ENV_VAR)
+        _process_ledger = Ledger(path) if path and os.path.exists(path) else None
+    return _process_ledger

@@ -1,0 +1,250 @@
+"""Turning one ``f.remote(...)`` into one Dask task.
+
+The mapping, option by option (unlisted options: see ``raycompat/_private/options.py``):
+
+- the call becomes ``client.submit(run_task, spec, *deps, key="{name}-{uuid}", pure=False)``:
+  never deduplicated (Ray never is) and shown on the dashboard under the task's name;
+- top-level ObjectRef arguments become Dask dependencies (Dask moves the data to the
+  worker); everything else is pickled once, whole, into the spec, where nested refs
+  stay refs; argument or function blobs over Ray's 100 KiB inline limit travel as
+  scattered data instead of through the scheduler's graph;
+- ``num_cpus``/``num_gpus``/``resources`` are taken from the node ledger on the embedded
+  cluster (``ledger.py``); on a cluster we only connect to, GPUs and custom resources
+  become Dask worker resources and CPUs are Dask's thread slots;
+- ``max_retries`` on worker death is Dask's ``allowed-failures``; application errors are
+  retried inside the wrapper as ``retry_exceptions`` says (Dask's ``retries=`` would
+  retry everything);
+- ``scheduling_strategy``: ``SPREAD`` round-robins over workers (soft),
+  ``NodeAffinitySchedulingStrategy`` restricts to the workers of that host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import pickle
+import uuid
+import warnings
+from typing import Any, Optional
+
+import cloudpickle
+
+from raycompat import exceptions as rex
+from raycompat._dask import refs as _refs
+from raycompat._dask import session as _session
+from raycompat._dask.refs import ObjectRef
+from raycompat._dask.serialization import Sealed
+from raycompat._dask.worker_task import ArgSlot, TaskSpec, run_task
+
+#: Ray inlines arguments up to 100 KiB; larger ones go through the object store.
+INLINE_LIMIT = 100 * 1024
+
+_spread_counter = itertools.count()
+_infeasible_warned: set = set()
+_inflight_no_return: set = set()
+
+
+class FunctionBlob:
+    """A remote function pickled once: its digest names it in every worker's cache."""
+
+    __slots__ = ("blob", "digest")
+
+    def __init__(self, fn):
+        self.blob = cloudpickle.dumps(fn, protocol=5)
+        self.digest = hashlib.blake2b(self.blob, digest_size=16).digest()
+
+
+def _split_args(args, kwargs):
+    """Replace top-level ObjectRefs by ArgSlots; return (args, kwargs, dep futures, indexes)."""
+    deps: list = []
+    slots: list = []
+
+    def swap(v):
+        if type(v) is ObjectRef:
+            deps.append(v._future)
+            slots.append(v._index)
+            return ArgSlot(len(deps) - 1)
+        return v
+
+    args = tuple(swap(a) for a in args)
+    kwargs = {k: swap(v) for k, v in kwargs.items()}
+    return args, kwargs, deps, slots
+
+
+def _pickle_args(args, kwargs, function_name):
+    collected: list = []
+    token = _refs._arg_refs.set(collected)
+    try:
+        blob = cloudpickle.dumps((args, kwargs), protocol=5)
+    except Exception as e:  # noqa: BLE001 - find the culprit for Ray's message
+        for a in list(args) + list(kwargs.values()):
+            try:
+                cloudpickle.dumps(a)
+            except Exception:  # noqa: BLE001
+                raise TypeError(
+                    f"Could not serialize the argument {a!r} for a task or actor "
+                    f"{function_name}:\n{type(e).__name__}: {e}"
+                ) from e
+        raise TypeError(f"Could not serialize the arguments for {function_name}: {e}") from e
+    finally:
+        _refs._arg_refs.reset(token)
+    return blob, collected
+
+
+def _resource_request(options) -> dict:
+    req = {}
+    num_cpus = options.get("num_cpus")
+    req["CPU"] = 1.0 if num_cpus is None else float(num_cpus)
+    if options.get("num_gpus"):
+        req["GPU"] = float(options["num_gpus"])
+    for k, v in (options.get("resources") or {}).items():
+        if v:
+            req[k] = float(v)
+    return {k: v for k, v in req.items() if v > 0}
+
+
+def _warn_infeasible(name, request, available_desc):
+    key = (name, tuple(sorted(request.items())))
+    if key in _infeasible_warned:
+        return
+    _infeasible_warned.add(key)
+    warnings.warn(
+        f"The task {name} requires {request}, which no worker of this cluster offers "
+        f"({available_desc}). It stays pending until such a worker joins, as Ray keeps "
+        "infeasible tasks pending.",
+        UserWarning,
+        stacklevel=5,
+    )
+
+
+def _placement(client, options, name) -> dict:
+    """Dask ``submit`` keywords for resources and scheduling strategy."""
+    out: dict[str, Any] = {}
+    request = _resource_request(options)
+    ledger = _session.embedded_ledger()
+    if ledger is not None:
+        if not ledger.feasible(request):
+            _warn_infeasible(name, request, f"node totals {ledger.totals}")
+            missing = {k: v for k, v in request.items() if v > ledger.totals.get(k, 0.0)}
+            out["resources"] = {f"raycompat-infeasible-{k}": v for k, v in missing.items()}
+        return out, request
+    dask_resources = {k: v for k, v in request.items() if k != "CPU"}
+    if dask_resources:
+        out["resources"] = dask_resources
+    strategy = options.get("scheduling_strategy")
+    return out, request
+
+
+def _strategy(client, options) -> dict:
+    strategy = options.get("scheduling_strategy")
+    if strategy is None or strategy == "DEFAULT":
+        return {}
+    from raycompat.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    if strategy == "SPREAD":
+        addrs = sorted(workers)
+        if not addrs:
+            return {}
+        return {"workers": [addrs[next(_spread_counter) % len(addrs)]], "allow_other_workers": True}
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        addrs = [
+            a for a, w in workers.items() if _session.node_id_of_host(w["host"]) == strategy.node_id
+        ]
+        if not addrs:
+            if strategy.soft:
+                return {}
+            return {"unschedulable": f"node {strategy.node_id} is not alive"}
+        return {"workers": addrs, "allow_other_workers": bool(strategy.soft)}
+    return {}
+
+
+def _raise_unschedulable(msg):
+    raise rex.TaskUnschedulableError(msg)
+
+
+def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, args, kwargs):
+    """Submit one call; returns an ObjectRef, a list of them, or None (``num_returns=0``)."""
+    client = _session.client()
+    session = _session.current_session(auto_init=False)
+    num_returns = options.get("num_returns")
+    num_returns = 1 if num_returns is None else num_returns
+    if num_returns in ("streaming", "dynamic"):
+        raise NotImplementedError(
+            "raycompat does not support generator tasks (num_returns='streaming'/'dynamic') yet."
+        )
+
+    args, kwargs, deps, slots = _split_args(args, kwargs)
+    prefix_deps: list = []
+    if len(fn_blob.blob) > INLINE_LIMIT:
+        cache = session.function_deps if session is not None else {}
+        fut = cache.get(fn_blob.digest)
+        if fut is None:
+            fut = client.scatter(Sealed(fn_blob.blob), hash=False)
+            cache[fn_blob.digest] = fut
+        prefix_deps.append(fut)
+        spec_fn_blob = None
+    else:
+        spec_fn_blob = fn_blob.blob
+    held: list = []
+    if args or kwargs:
+        args_blob, held = _pickle_args(args, kwargs, function_name)
+        if len(args_blob) > INLINE_LIMIT:
+            prefix_deps.append(client.scatter(Sealed(args_blob), hash=False))
+            args_blob = True
+    else:
+        args_blob = None
+
+    retry_exceptions = options.get("retry_exceptions", False)
+    if isinstance(retry_exceptions, (list, tuple)):
+        retry_exceptions = cloudpickle.dumps(tuple(retry_exceptions))
+    max_retries = options.get("max_retries")
+    env_vars = None
+    job_env = (session.runtime_env.get("env_vars") if session is not None else None) or {}
+    task_env = (options.get("runtime_env") or {}).get("env_vars") or {}
+    if job_env or task_env:
+        env_vars = {**job_env, **task_env}
+
+    placement, request = _placement(client, options, name)
+    strategy = _strategy(client, options)
+    if "unschedulable" in strategy:
+        fut = client.submit(
+            _raise_unschedulable, strategy["unschedulable"], key=f"{name}-{uuid.uuid4().hex}", pure=False
+        )
+        return ObjectRef(fut, None, name)
+    placement.update(strategy)
+
+    spec = TaskSpec(
+        name=name,
+        function_name=function_name,
+        fn_digest=fn_blob.digest,
+        fn_blob=spec_fn_blob,
+        args_blob=args_blob,
+        slots=tuple(slots),
+        num_returns=num_returns,
+        retries=3 if max_retries is None else max_retries,
+        retry_exceptions=retry_exceptions,
+        request=request,
+        env_vars=env_vars,
+        job_id=_session.current_job_id(),
+        namespace=_session.current_namespace(),
+    )
+    fut = client.submit(
+        run_task,
+        spec,
+        *prefix_deps,
+        *deps,
+        key=f"{name}-{uuid.uuid4().hex}",
+        pure=False,
+        **placement,
+    )
+    if held:
+        fut.add_done_callback(lambda _f, _h=held: _h.clear())
+    if num_returns == 1:
+        return ObjectRef(fut, None, name)
+    if num_returns == 0:
+        # Ray returns None, but the task must still run: hold its future until it ends.
+        _inflight_no_return.add(fut)
+        fut.add_done_callback(_inflight_no_return.discard)
+        return None
+    return [ObjectRef(fut, i, name) for i in range(num_returns)]

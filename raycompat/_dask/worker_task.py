@@ -1,0 +1,230 @@
+"""The function every Ray task runs as on a Dask worker.
+
+One Dask task per Ray call: ``run_task(spec, *deps)``. ``deps`` are the Dask futures of
+the call's top-level ObjectRef arguments (Dask resolves and moves them), plus the
+function and argument blobs when those were large enough to travel as data. The
+wrapper then does what Ray's worker does around user code:
+
+- takes the call's resources from the node ledger (embedded cluster);
+- rebuilds the arguments: top-level refs become values, nested refs stay ObjectRefs;
+- runs the function, retrying application errors as ``retry_exceptions`` says;
+- checks ``num_returns`` and seals the result (see ``serialization.py``);
+- turns an exception into a picklable ``RayTaskError`` carrying the remote traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import traceback
+from typing import Any, Optional
+
+import cloudpickle
+
+from raycompat import exceptions as rex
+from raycompat._dask import context as _context
+from raycompat._dask.ledger import process_ledger
+from raycompat._dask.serialization import Sealed
+
+#: Functions by digest: each worker unpickles a remote function once, not per call.
+_function_cache: dict[bytes, Any] = {}
+
+
+class ArgSlot:
+    """Placeholder for the i-th top-level ObjectRef argument in a pickled argument list."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: int):
+        self.i = i
+
+    def __reduce__(self):
+        return (ArgSlot, (self.i,))
+
+
+class TaskSpec:
+    """Everything about one call that is not a dependency; opaque to Dask."""
+
+    __slots__ = (
+        "name",
+        "function_name",
+        "fn_digest",
+        "fn_blob",
+        "args_blob",
+        "slots",
+        "num_returns",
+        "retries",
+        "retry_exceptions",
+        "request",
+        "env_vars",
+        "job_id",
+        "namespace",
+    )
+
+    def __init__(self, **kw):
+        for k in self.__slots__:
+            setattr(self, k, kw.get(k))
+
+    def __getstate__(self):
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __setstate__(self, state):
+        for k, v in zip(self.__slots__, state):
+            setattr(self, k, v)
+
+
+class _CompatFilter(logging.Filter):
+    """Drop distributed's per-task "Compute Failed" ERROR for our tasks: Ray prints
+    nothing when a task raises; the error reaches the caller's ``get``."""
+
+    def filter(self, record):
+        return "run_task" not in str(getattr(record, "msg", "")) and "run_task" not in str(
+            record.args
+        )
+
+
+_filter_installed = False
+
+
+def _install_log_filter():
+    global _filter_installed
+    if not _filter_installed:
+        _filter_installed = True
+        logging.getLogger("distributed.worker").addFilter(_CompatFilter())
+        logging.getLogger("distributed.worker.state_machine").addFilter(_CompatFilter())
+
+
+def _load_function(spec: TaskSpec, deps: list):
+    fn = _function_cache.get(spec.fn_digest)
+    if fn is None:
+        blob = spec.fn_blob
+        if blob is None:  # large function: the blob travelled as a dependency
+            blob = deps.pop(0)
+        if isinstance(blob, Sealed):
+            fn = blob.unseal()
+        else:
+            fn = pickle.loads(blob)
+        _function_cache[spec.fn_digest] = fn
+    elif spec.fn_blob is None:
+        deps.pop(0)
+    return fn
+
+
+def _materialize(spec: TaskSpec, deps: list):
+    if spec.args_blob is None:
+        return (), {}
+    blob = spec.args_blob
+    if blob is True:  # large arguments: the blob travelled as a dependency
+        blob = deps.pop(0).payload
+    args, kwargs = pickle.loads(blob)
+    if spec.slots:
+        values = []
+        for sealed, index in zip(deps, spec.slots):
+            v = sealed.unseal()
+            values.append(v if index is None else v[index])
+        args = tuple(values[a.i] if type(a) is ArgSlot else a for a in args)
+        kwargs = {k: values[v.i] if type(v) is ArgSlot else v for k, v in kwargs.items()}
+    return args, kwargs
+
+
+def _should_retry(exc: BaseException, retry_exceptions) -> bool:
+    if retry_exceptions is True:
+        return True
+    if not retry_exceptions:
+        return False
+    return isinstance(exc, tuple(retry_exceptions))
+
+
+def _task_error(spec: TaskSpec, exc: BaseException, key: str) -> rex.RayTaskError:
+    # Drop the wrapper's own frame: the traceback starts in the user's function, as Ray's.
+    frames = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    tb = "".join(traceback.format_exception(type(exc), exc, frames or exc.__traceback__))
+    cause = exc
+    try:
+        pickle.loads(cloudpickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - the cause cannot make the trip back
+        try:
+            cloudpickle.dumps(exc)
+        except Exception:  # noqa: BLE001 - RayTaskError substitutes a RayError itself
+            pass
+        else:
+            cause = rex.UnserializableException(tb)
+    err = rex.RayTaskError(spec.function_name, tb, cause, proctitle=f"ray::{spec.name}")
+    err._dask_key = key
+    return err
+
+
+def run_task(spec: TaskSpec, *deps):
+    """Run one Ray task on this Dask worker; returns the sealed result."""
+    from distributed import get_worker
+
+    _install_log_filter()
+    key = get_worker().get_current_task()
+    deps = list(deps)
+    ledger = process_ledger()
+    ctx = _context.TaskContext(
+        key=key,
+        name=spec.name,
+        function_name=spec.function_name,
+        job_id=spec.job_id,
+        namespace=spec.namespace,
+        resources=dict(spec.request or {}),
+        ledger=ledger,
+    )
+    prev = _context.set_current_task(ctx)
+    saved_env = None
+    try:
+        if ledger is not None and spec.request:
+            ledger.acquire(spec.request)
+            ctx.held = dict(spec.request)
+        if spec.env_vars:
+            saved_env = {k: os.environ.get(k) for k in spec.env_vars}
+            os.environ.update(spec.env_vars)
+        try:
+            fn = _load_function(spec, deps)
+            args, kwargs = _materialize(spec, deps)
+        except Exception as exc:  # noqa: BLE001 - deserialization errors surface as task errors
+            raise _task_error(spec, exc, key) from None
+        retry_exceptions = spec.retry_exceptions
+        if isinstance(retry_exceptions, bytes):
+            retry_exceptions = pickle.loads(retry_exceptions)
+        attempts_left = spec.retries if retry_exceptions else 0
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+                break
+            except Exception as exc:  # noqa: BLE001 - user code
+                if attempts_left != 0 and _should_retry(exc, retry_exceptions):
+                    attempts_left -= 1
+                    continue
+                raise _task_error(spec, exc, key) from None
+        n = spec.num_returns
+        if n == 0:
+            result = None
+        elif n != 1:
+            try:
+                count = len(result)
+            except TypeError:
+                count = None
+            if count != n:
+                err = ValueError(
+                    f"Task returned {count} objects, but num_returns={n}."
+                    if count is not None
+                    else f"Task returned a non-sequence {type(result).__name__}, but num_returns={n}."
+                )
+                raise _task_error(spec, err, key) from None
+        try:
+            return Sealed.seal(result)
+        except Exception as exc:  # noqa: BLE001 - unpicklable return value
+            raise _task_error(spec, exc, key) from None
+    finally:
+        if saved_env is not None:
+            for k, v in saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        if ctx.held is not None:
+            ledger.release(ctx.held)
+        _context.set_current_task(prev)

@@ -1,0 +1,1 @@
+"""Engine-independent internals: option validation and small shared helpers."""

@@ -1,0 +1,138 @@
+"""``ray.get_runtime_context()``: who and where the calling code is.
+
+On the driver: the job, the namespace and the driver's node. Inside a task: also the
+task's id (its Dask key), name and assigned resources.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+
+class RuntimeContext:
+    """Ray's ``RuntimeContext``."""
+
+    def _task(self):
+        from raycompat._dask import context
+
+        return context.current_task()
+
+    def get(self) -> dict:
+        return {
+            "job_id": self.get_job_id(),
+            "node_id": self.get_node_id(),
+            "namespace": self.namespace,
+            "task_id": self.get_task_id(),
+        }
+
+    def get_job_id(self) -> str:
+        from raycompat._dask import session
+
+        session.current_session()
+        return session.current_job_id()
+
+    def get_task_id(self) -> Optional[str]:
+        t = self._task()
+        if t is None:
+            return None
+        import hashlib
+
+        return hashlib.blake2b(t.key.encode(), digest_size=24).hexdigest()
+
+    def get_task_name(self) -> Optional[str]:
+        t = self._task()
+        return t.name if t is not None else None
+
+    def get_task_function_name(self) -> Optional[str]:
+        t = self._task()
+        return t.function_name if t is not None else None
+
+    def get_node_id(self) -> str:
+        from raycompat._dask import session
+
+        s = session.current_session()
+        if self._task() is not None or s is None:
+            import distributed
+
+            return session.node_id_of_host(distributed.get_worker().ip)
+        return session.node_id_of_host(session._host_of(s.client.scheduler.address))
+
+    def get_worker_id(self) -> str:
+        import hashlib
+
+        if self._task() is not None:
+            import distributed
+
+            ident = distributed.get_worker().address
+        else:
+            from raycompat._dask import session
+
+            ident = session.current_session().client.id
+        return hashlib.blake2b(ident.encode(), digest_size=28).hexdigest()
+
+    def get_actor_id(self) -> Optional[str]:
+        return None
+
+    def get_actor_name(self) -> Optional[str]:
+        return None
+
+    @property
+    def namespace(self) -> str:
+        from raycompat._dask import session
+
+        session.current_session()
+        return session.current_namespace()
+
+    @property
+    def was_current_actor_reconstructed(self) -> bool:
+        return False
+
+    @property
+    def current_actor(self):
+        raise RuntimeError("This method is only available in an actor.")
+
+    def get_assigned_resources(self) -> dict[str, Any]:
+        t = self._task()
+        return dict(t.resources) if t is not None else {}
+
+    def is_canceled(self) -> bool:
+        t = self._task()
+        return bool(t and t.cancelled)
+
+    @property
+    def gcs_address(self) -> str:
+        from raycompat._dask import session
+
+        return session.current_session().client.scheduler.address
+
+    def get_runtime_env_string(self) -> str:
+        import json
+
+        from raycompat._dask import session
+
+        s = session.current_session()
+        return json.dumps(s.runtime_env if s is not None else {})
+
+    @property
+    def runtime_env(self) -> dict:
+        import json
+
+        return json.loads(self.get_runtime_env_string())
+
+    def get_accelerator_ids(self) -> dict:
+        return {"GPU": [str(i) for i in _gpu_ids()]}
+
+
+def _gpu_ids() -> list:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not visible:
+        return []
+    return [int(x) if x.isdigit() else x for x in visible.split(",") if x]
+
+
+_context = RuntimeContext()
+
+
+def get_runtime_context() -> RuntimeContext:
+    return _context
