@@ -30,7 +30,7 @@ class RemoteFunction:
             )
         _options.validate_task_options(task_options, in_options=False)
         self._function = function
-        self._function_name = f"{function.__module__}.{function.__qualname__}"
+        self._function_name = f"{function.__module__}.{function.__name__}"
         self._default_options = dict(task_options)
         self._signature = inspect.signature(function)
         self._blob = None

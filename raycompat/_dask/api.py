@@ -222,7 +222,7 @@ def put(value, *, _owner=None) -> ObjectRef:
     _session.current_session()
     client = _session.client()
     try:
-        sealed = Sealed.seal(value)
+        sealed = Sealed.seal(value, copy=True)
     except Exception as e:  # noqa: BLE001 - Ray's message names the value's type
         raise TypeError(f"Could not serialize the put value {value!r}:\n{type(e).__name__}: {e}") from e
     kwargs = {"hash": False}

@@ -31,7 +31,9 @@ class Sealed:
         self.buffers = buffers
 
     @classmethod
-    def seal(cls, value) -> "Sealed":
+    def seal(cls, value, copy: bool = False) -> "Sealed":
+        """Pickle ``value``; ``copy`` detaches large buffers from the caller's objects
+        (``put`` must not see later mutations; a finished task's result need not)."""
         buffers = []
 
         def keep_large(buf: pickle.PickleBuffer):
@@ -41,11 +43,15 @@ class Sealed:
             return True  # in band
 
         payload = cloudpickle.dumps(value, protocol=5, buffer_callback=keep_large)
+        if copy:
+            buffers = [bytes(b.raw()) for b in buffers]
         return cls(payload, tuple(buffers))
 
     def unseal(self):
-        """A fresh copy of the value (each call unpickles again, as each Ray get does)."""
-        return pickle.loads(self.payload, buffers=self.buffers)
+        """A fresh copy of the value (each call unpickles again, as each Ray get does).
+
+        Large buffers are shared, read-only, as Ray's zero-copy numpy arrays are."""
+        return pickle.loads(self.payload, buffers=[memoryview(b).toreadonly() for b in self.buffers])
 
     @property
     def nbytes(self) -> int:

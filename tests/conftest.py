@@ -1,0 +1,85 @@
+"""Engine selection for the behaviour suite.
+
+``RAYCOMPAT_TEST_ENGINE=raycompat`` (the default, and CI) runs every test on raycompat;
+``RAYCOMPAT_TEST_ENGINE=ray`` runs the same tests on real Ray (from the ``.venv-ray``
+venv, see README), so no test pins a behaviour Ray does not have. Tests that only make
+sense on Dask live in ``tests/dask_only/`` and are skipped on Ray.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ENGINE = os.environ.get("RAYCOMPAT_TEST_ENGINE", "raycompat")
+if ENGINE not in ("raycompat", "ray"):
+    raise RuntimeError(f"RAYCOMPAT_TEST_ENGINE must be 'raycompat' or 'ray', not {ENGINE!r}")
+
+ON_RAY = ENGINE == "ray"
+
+
+def engine_module():
+    return importlib.import_module(ENGINE)
+
+
+def init_kwargs(**extra):
+    kw = {"num_cpus": 2}
+    if ON_RAY:
+        os.environ.setdefault("RAY_ADDRESS", "local")
+        kw["include_dashboard"] = False
+    else:
+        kw["dashboard_port"] = 0
+    kw.update(extra)
+    return kw
+
+
+def pickle_by_value(module):
+    """Test functions travel by value, so workers need not import the test modules."""
+    if ON_RAY:
+        import ray.cloudpickle as cp
+    else:
+        import cloudpickle as cp
+    cp.register_pickle_by_value(module)
+
+
+@pytest.fixture(scope="session")
+def ray():
+    """The engine, initialised once for the session with 2 CPUs."""
+    mod = engine_module()
+    mod.init(**init_kwargs())
+    yield mod
+    mod.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _test_module_by_value(request):
+    pickle_by_value(request.module)
+
+
+def run_script(source: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``source`` in a fresh interpreter (for tests that start and stop clusters)."""
+    full_env = dict(os.environ)
+    if ON_RAY:
+        full_env.setdefault("RAY_ADDRESS", "local")
+    full_env["RAYCOMPAT_TEST_ENGINE"] = ENGINE
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(source)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if ON_RAY:
+        skip = pytest.mark.skip(reason="Dask-only test: needs the raycompat engine")
+        for item in items:
+            if "dask_only" in str(item.fspath):
+                item.add_marker(skip)

@@ -1,0 +1,190 @@
+"""``ray.get``, ``ray.put``, ``ray.wait`` and ``ray.cancel``: forms, validation, timing.
+
+Ordering and waiting use events (a signal task), never bare sleeps as assertions.
+"""
+
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def fns(ray):
+    @ray.remote
+    def sleep_then(x, seconds):
+        time.sleep(seconds)
+        return x
+
+    @ray.remote
+    def ident(x):
+        return x
+
+    return sleep_then, ident
+
+
+def test_get_forms(ray, fns):
+    _, ident = fns
+    r = ident.remote(1)
+    assert ray.get(r) == 1
+    assert ray.get([r, r, ident.remote(2)]) == [1, 1, 2]
+    assert ray.get([]) == []
+
+
+@pytest.mark.parametrize("bad", [(1,), {"a": 1}, 5, "abc"])
+def test_get_rejects_non_list(ray, bad):
+    with pytest.raises(ValueError, match="Invalid type of object refs"):
+        ray.get(bad)
+
+
+def test_get_rejects_non_ref_in_list(ray, fns):
+    _, ident = fns
+    with pytest.raises(TypeError, match="Attempting to call `get` on the value 5, which is not an ray.ObjectRef."):
+        ray.get([ident.remote(1), 5])
+
+
+def test_get_timeout(ray, fns):
+    sleep_then, _ = fns
+    r = sleep_then.remote(1, 3)
+    start = time.monotonic()
+    with pytest.raises(ray.exceptions.GetTimeoutError) as e:
+        ray.get(r, timeout=0.2)
+    assert isinstance(e.value, TimeoutError)
+    assert time.monotonic() - start < 2.5
+    with pytest.raises(ray.exceptions.GetTimeoutError):
+        ray.get([r], timeout=0)
+    assert ray.get(r) == 1
+
+
+def test_put_copies_and_gets_fresh_objects(ray):
+    value = {"a": [1, 2]}
+    r = ray.put(value)
+    value["a"].append(3)
+    first = ray.get(r)
+    assert first == {"a": [1, 2]}
+    first["a"].append(99)
+    assert ray.get(r) == {"a": [1, 2]}
+
+
+def test_put_ref_is_refused(ray):
+    r = ray.put(1)
+    with pytest.raises(TypeError, match="Calling 'put' on an ray.ObjectRef is not allowed"):
+        ray.put(r)
+    nested = ray.get(ray.put([r]))
+    assert ray.get(nested[0]) == 1
+
+
+def test_put_numpy_read_only(ray):
+    np = pytest.importorskip("numpy")
+    arr = np.arange(1_000_000)
+    out = ray.get(ray.put(arr))
+    assert (out == arr).all()
+    assert not out.flags.writeable  # Ray returns numpy arrays from the store read-only
+
+
+def test_wait_orders_and_counts(ray, fns):
+    sleep_then, ident = fns
+    # Ray (verified): refs [pending, put2, pending, put0, put1], num_returns=2 ->
+    # ready [1, 3], the rest [0, 2, 4], in input order.
+    slow1 = sleep_then.remote("s1", 4)
+    slow2 = sleep_then.remote("s2", 4)
+    p2, p0, p1 = ray.put(2), ray.put(0), ray.put(1)
+    refs = [slow1, p2, slow2, p0, p1]
+    ray.get([p2, p0, p1])
+    ready, rest = ray.wait(refs, num_returns=2)
+    assert ready == [p2, p0]
+    assert rest == [slow1, slow2, p1]
+    ready, rest = ray.wait(refs, num_returns=5, timeout=0.2)
+    assert ready == [p2, p0, p1]
+    assert rest == [slow1, slow2]
+    ray.cancel(slow1)
+    ray.cancel(slow2)
+
+
+def test_wait_timeout_returns_without_raising(ray, fns):
+    sleep_then, _ = fns
+    r = sleep_then.remote(1, 3)
+    ready, rest = ray.wait([r], timeout=0.3)
+    assert ready == [] and rest == [r]
+    ready, rest = ray.wait([r])
+    assert ready == [r] and rest == []
+
+
+def test_wait_validation(ray, fns):
+    _, ident = fns
+    r = ident.remote(1)
+    with pytest.raises(TypeError, match="got a single ray.ObjectRef"):
+        ray.wait(r)
+    with pytest.raises(TypeError, match="got <class 'tuple'>"):
+        ray.wait((r,))
+    with pytest.raises(TypeError, match="got list containing <class 'int'>"):
+        ray.wait([r, 1])
+    with pytest.raises(ValueError, match="Wait requires a list of unique ray_waitables."):
+        ray.wait([r, r])
+    with pytest.raises(ValueError, match="num_returns cannot be greater than the number"):
+        ray.wait([r], num_returns=2)
+    with pytest.raises(ValueError, match="Invalid number of objects to return 0."):
+        ray.wait([r], num_returns=0)
+    with pytest.raises(ValueError, match="must be nonnegative"):
+        ray.wait([r], timeout=-1)
+    assert ray.wait([]) == ([], [])
+
+
+def test_wait_mixes_multi_return_views(ray):
+    @ray.remote(num_returns=2)
+    def two():
+        return 1, 2
+
+    a, b = two.remote()
+    ready, rest = ray.wait([a, b], num_returns=2)
+    assert ready == [a, b] and rest == []
+
+
+def test_cancel_pending_task_never_runs(ray, tmp_path):
+    @ray.remote
+    def blocker(seconds):
+        time.sleep(seconds)
+        return "done"
+
+    @ray.remote
+    def side_effect(path):
+        open(path, "w").write("ran")
+        return "ran"
+
+    # Fill both CPUs so the next task queues.
+    blockers = [blocker.remote(3) for _ in range(2)]
+    marker = tmp_path / "marker"
+    queued = side_effect.remote(str(marker))
+    ray.cancel(queued)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(queued, timeout=30)
+    assert ray.get(blockers) == ["done", "done"]
+    time.sleep(0.5)
+    assert not marker.exists()
+
+
+def test_cancel_running_task_get_raises_at_once(ray):
+    @ray.remote
+    def long_sleep():
+        time.sleep(5)
+        return 1
+
+    r = long_sleep.remote()
+    ray.wait([r], timeout=1)  # let it start
+    ray.cancel(r)
+    start = time.monotonic()
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(r, timeout=30)
+    assert time.monotonic() - start < 4
+
+
+def test_cancel_finished_is_noop(ray, fns):
+    _, ident = fns
+    r = ident.remote(11)
+    assert ray.get(r) == 11
+    assert ray.cancel(r) is None
+    assert ray.get(r) == 11
+
+
+def test_cancel_rejects_non_refs(ray):
+    with pytest.raises(TypeError, match=r"ray.cancel\(\) only supported for object refs"):
+        ray.cancel(1)
