@@ -1,0 +1,38 @@
+"""The seed tutorial's programs run as written (only the import swapped) from examples/."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ON_RAY
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(name, **env):
+    full_env = {**os.environ, **env}
+    if ON_RAY:
+        pytest.skip("examples import raycompat; they are the Dask side of the tutorial")
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=300, env=full_env
+    )
+
+
+def test_hello_world():
+    proc = _run("hello_world.py")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "Hello, world!"
+
+
+def test_sum_list_local_and_remote():
+    n = 200_000
+    expected = str(n * (n - 1) // 2)
+    for name in ("sum_list_local.py", "sum_list_remote.py"):
+        proc = _run(name, RAYCOMPAT_SUM_LIST_SIZE=str(n))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = proc.stdout.strip().splitlines()
+        assert lines[0] == expected
+        assert lines[1].startswith("Time taken: ")

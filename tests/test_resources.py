@@ -1,0 +1,145 @@
+"""Resources and blocking: Ray releases a blocked task's CPU, so nested ``get`` never
+deadlocks, while ``num_cpus``/custom resources still limit concurrency."""
+
+import time
+
+import pytest
+
+from conftest import ON_RAY
+
+
+def _intervals_overlap(spans):
+    spans = sorted(spans)
+    return any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+
+
+def test_nested_get_does_not_deadlock(ray):
+    @ray.remote
+    def child(x):
+        return x
+
+    @ray.remote
+    def parent(x):
+        return ray.get(child.remote(x)) + 1
+
+    # 4 parents blocked on children on 2 CPUs: Ray finishes this (verified).
+    assert ray.get([parent.remote(i) for i in range(4)], timeout=120) == [1, 2, 3, 4]
+
+
+def test_recursive_task_tree(ray):
+    @ray.remote
+    def fib(n):
+        if n < 2:
+            return n
+        return sum(ray.get([fib.remote(n - 1), fib.remote(n - 2)]))
+
+    assert ray.get(fib.remote(8), timeout=180) == 21
+
+
+def test_wait_inside_task_does_not_deadlock(ray):
+    @ray.remote
+    def child(x):
+        return x
+
+    @ray.remote
+    def parent():
+        refs = [child.remote(i) for i in range(3)]
+        ready, _ = ray.wait(refs, num_returns=3)
+        return len(ready)
+
+    assert ray.get([parent.remote() for _ in range(3)], timeout=120) == [3, 3, 3]
+
+
+def test_num_cpus_two_tasks_never_overlap(ray):
+    @ray.remote(num_cpus=2)
+    def span():
+        start = time.time()
+        time.sleep(0.5)
+        return start, time.time()
+
+    spans = ray.get([span.remote() for _ in range(3)], timeout=120)
+    assert not _intervals_overlap(spans)
+
+
+def test_default_tasks_use_both_cpus(ray):
+    @ray.remote
+    def span():
+        start = time.time()
+        time.sleep(1.0)
+        return start, time.time()
+
+    spans = ray.get([span.remote() for _ in range(2)], timeout=120)
+    assert _intervals_overlap(spans)
+
+
+@pytest.mark.xfail(
+    not ON_RAY,
+    strict=True,
+    reason="documented difference: the embedded cluster runs one task per worker process, "
+    "so fractional num_cpus does not pack more tasks than processes",
+)
+def test_fractional_cpus_pack_more(ray):
+    @ray.remote(num_cpus=0.5)
+    def span():
+        start = time.time()
+        time.sleep(1.0)
+        return start, time.time()
+
+    spans = ray.get([span.remote() for _ in range(4)], timeout=120)
+    starts = sorted(s for s, _ in spans)
+    assert starts[3] < min(e for _, e in spans)  # all four ran at once
+
+
+def test_infeasible_task_stays_pending(ray):
+    @ray.remote(num_cpus=64)
+    def too_big():
+        return 1
+
+    with pytest.warns(UserWarning) if not ON_RAY else _nullcontext():
+        r = too_big.remote()
+    with pytest.raises(ray.exceptions.GetTimeoutError):
+        ray.get(r, timeout=1)
+    ray.cancel(r)
+
+
+def test_get_assigned_resources(ray):
+    @ray.remote(num_cpus=0.5)
+    def assigned():
+        return ray.get_runtime_context().get_assigned_resources()
+
+    assert ray.get(assigned.remote())["CPU"] == 0.5
+
+
+def test_cluster_resources(ray):
+    total = ray.cluster_resources()
+    assert total["CPU"] == 2.0
+    assert "memory" in total
+    nodes = ray.nodes()
+    assert len(nodes) >= 1
+    for key in ("NodeID", "Alive", "NodeManagerAddress", "Resources"):
+        assert key in nodes[0]
+    assert nodes[0]["Alive"] is True
+    avail = ray.available_resources()
+    assert avail.get("CPU", 0) <= 2.0
+
+
+def test_blocked_task_releases_cpu(ray):
+    @ray.remote
+    def child():
+        return ray.available_resources().get("CPU", 0.0)
+
+    @ray.remote(num_cpus=2)
+    def parent():
+        return ray.get(child.remote())
+
+    # The parent holds both CPUs; its child can only run because the parent's CPUs
+    # are released while it blocks in get (Ray verified: no CPU key while blocked).
+    assert ray.get(parent.remote(), timeout=60) < 2.0
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
