@@ -20,6 +20,7 @@ from distributed.client import FutureCancelledError
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
+from raycompat._dask import refs as _refs
 from raycompat._dask import session as _session
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed
@@ -62,16 +63,24 @@ async def _await_done(futures: list, count: int, timeout: Optional[float], fail_
         else:
             pending[asyncio.ensure_future(f._state.wait())] = f
     deadline = None if timeout is None else time.monotonic() + timeout
+    recheck = 0.05
     try:
         while done < count and pending:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if remaining == 0.0:
                 return
-            finished, _ = await asyncio.wait(
-                pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
+            step = remaining
+            asked_again = [f for f in pending.values() if f in _refs.rebound]
+            if asked_again:
+                step = recheck if remaining is None else min(recheck, remaining)
+            finished, _ = await asyncio.wait(pending, timeout=step, return_when=asyncio.FIRST_COMPLETED)
             if not finished:
-                return
+                if step == remaining:
+                    return
+                for f in asked_again:
+                    _refs.desire(f)
+                recheck = min(recheck * 2, 1.0)
+                continue
             for t in finished:
                 f = pending.pop(t)
                 done += 1

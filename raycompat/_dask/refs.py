@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import hashlib
+import weakref
 from typing import Optional
 
 from distributed import Future
@@ -112,8 +113,20 @@ def _rebuild_ref(key, index, task_name=None) -> ObjectRef:
     fresh = key not in client.futures
     fut = Future(key, client)
     if fresh:
-        client._send_to_scheduler({"op": "client-desires-keys", "keys": [key], "client": client.id})
+        desire(fut)
+        rebound.add(fut)
     return ObjectRef(fut, index, task_name)
+
+
+#: Futures rebound from a pickled key. The scheduler may not know the key yet when
+#: this process asks for it (a task's submissions from its worker client can arrive
+#: after the task's own result), and then drops the request: waiting re-asks.
+rebound: "weakref.WeakSet[Future]" = weakref.WeakSet()
+
+
+def desire(fut: Future) -> None:
+    client = fut.client
+    client._send_to_scheduler({"op": "client-desires-keys", "keys": [fut.key], "client": client.id})
 
 
 def _pin(fut: Future) -> None:

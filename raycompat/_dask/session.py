@@ -98,8 +98,7 @@ class Session:
 
     def close(self) -> None:
         client, cluster = self.client, self.cluster
-        if not self.owned:
-            _release_pins(client, self.job_id)
+        _release_pins(client, self.job_id)
         try:
             client.close(timeout=10)
         except Exception:  # noqa: BLE001 - already gone
@@ -359,6 +358,9 @@ def _start_embedded(
         port = 8787 if dashboard_port is None else dashboard_port
         dashboard_address = f"{dashboard_host}:{port}"
     spawn_guard.install()
+    # The scheduler runs in this process: its warning about a key this process asked
+    # for before the worker that made it announced it is expected (see refs.rebound).
+    warnings.filterwarnings("ignore", message=r"Client .* desires key .* but key is unknown")
     with dask.config.set(_apply_defaults()):
         cluster = distributed.LocalCluster(
             n_workers=n_workers,
@@ -369,7 +371,7 @@ def _start_embedded(
             worker_dashboard_address=None,
             env={_ledger.ENV_VAR: ledger.path},
             local_directory=tmpdir,
-            silence_logs=logging.WARNING,
+            silence_logs=logging.ERROR,
         )
         client = distributed.Client(cluster, set_as_default=False)
     return Session(client, cluster, True, namespace, job_id, ledger, tmpdir, runtime_env)

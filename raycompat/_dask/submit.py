@@ -131,8 +131,27 @@ def _placement(client, options, name) -> dict:
     dask_resources = {k: v for k, v in request.items() if k != "CPU"}
     if dask_resources:
         out["resources"] = dask_resources
-    strategy = options.get("scheduling_strategy")
+        offered = _worker_resources(client)
+        if not any(all(w.get(k, 0.0) >= v for k, v in dask_resources.items()) for w in offered):
+            _warn_infeasible(name, dask_resources, f"workers offer {offered}")
     return out, request
+
+
+_worker_resources_cache: dict = {}
+
+
+def _worker_resources(client) -> list:
+    """The resources each worker advertises (cached for a second per client)."""
+    import time
+
+    now = time.monotonic()
+    hit = _worker_resources_cache.get(client.id)
+    if hit is not None and now - hit[0] < 1.0:
+        return hit[1]
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    value = [dict(w.get("resources") or {}) for w in workers.values()]
+    _worker_resources_cache[client.id] = (now, value)
+    return value
 
 
 def _strategy(client, options) -> dict:

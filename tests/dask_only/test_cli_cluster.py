@@ -1,0 +1,137 @@
+"""Connecting to a cluster of real ``dask scheduler`` / ``dask worker`` processes."""
+
+import os
+import time
+
+import pytest
+
+from conftest import run_script
+
+
+def test_connect_run_and_leave_cluster_running(cli_cluster):
+    proc = run_script(
+        f"""
+        import raycompat as ray
+        ctx = ray.init(address="{cli_cluster.address}")
+        @ray.remote
+        def f(x):
+            return x * 2
+        assert ray.get([f.remote(i) for i in range(10)]) == [i * 2 for i in range(10)]
+        @ray.remote
+        def fib(n):
+            return n if n < 2 else sum(ray.get([fib.remote(n - 1), fib.remote(n - 2)]))
+        assert ray.get(fib.remote(6), timeout=120) == 8
+        assert ray.cluster_resources()["CPU"] == 2.0
+        assert ray.cluster_resources()["foo"] == 4.0
+        assert ray.cluster_resources()["GPU"] == 1.0
+        ray.shutdown()
+        print("OK")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert all(p.poll() is None for p in cli_cluster.procs), "shutdown must not stop a cluster it only joined"
+
+
+def test_connect_through_env_and_auto(cli_cluster):
+    proc = run_script(
+        """
+        import raycompat as ray
+        ray.init(address="auto")
+        @ray.remote(num_gpus=1)
+        def on_gpu_worker():
+            import distributed
+            return distributed.get_worker().name
+        assert ray.get(on_gpu_worker.remote()) == "w0"
+        ray.shutdown()
+        ray.init()  # RAY_ADDRESS set: connect, do not start
+        assert ray.get(ray.put(3)) == 3
+        ray.shutdown()
+        print("OK")
+        """,
+        env={"RAY_ADDRESS": cli_cluster.address},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_node_affinity_and_spread(cli_cluster):
+    proc = run_script(
+        f"""
+        import raycompat as ray
+        from raycompat.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        ray.init(address="{cli_cluster.address}")
+        node = ray.nodes()[0]["NodeID"]
+        @ray.remote
+        def where():
+            return ray.get_runtime_context().get_node_id()
+        s = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+        assert ray.get(where.options(scheduling_strategy=s).remote()) == node
+        assert ray.get([where.options(scheduling_strategy="SPREAD").remote() for _ in range(4)]) == [node] * 4
+        bad = NodeAffinitySchedulingStrategy(node_id="0" * 56, soft=False)
+        try:
+            ray.get(where.options(scheduling_strategy=bad).remote())
+        except ray.exceptions.TaskUnschedulableError:
+            pass
+        else:
+            raise AssertionError("hard affinity to a missing node must fail")
+        assert ray.get(where.options(scheduling_strategy=NodeAffinitySchedulingStrategy("0" * 56, soft=True)).remote()) == node
+        ray.shutdown()
+        print("OK")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_infeasible_resource_on_connected_cluster_warns_and_pends(cli_cluster):
+    proc = run_script(
+        f"""
+        import warnings, raycompat as ray
+        ray.init(address="{cli_cluster.address}")
+        @ray.remote(resources={{"nosuch": 1}})
+        def f():
+            return 1
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            r = f.remote()
+        assert any("nosuch" in str(x.message) for x in w), [str(x.message) for x in w]
+        try:
+            ray.get(r, timeout=1)
+        except ray.exceptions.GetTimeoutError:
+            pass
+        ray.cancel(r)
+        ray.shutdown()
+        print("OK")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_connection_error_names_address_within_bound():
+    start = time.monotonic()
+    proc = run_script(
+        """
+        import raycompat as ray
+        try:
+            ray.init(address="tcp://127.0.0.1:9", _connect_timeout=3)
+        except ConnectionError as e:
+            print("ERR", e)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ERR" in proc.stdout and "tcp://127.0.0.1:9" in proc.stdout and "dask scheduler" in proc.stdout
+    assert time.monotonic() - start < 60
+
+
+def test_auto_without_cluster_raises_connection_error():
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "DASK_SCHEDULER_ADDRESS")}
+    proc = run_script(
+        """
+        import os, raycompat as ray
+        os.environ.pop("RAY_ADDRESS", None); os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+        try:
+            ray.init(address="auto")
+        except ConnectionError as e:
+            print("ERR", e)
+        """,
+        env=env,
+    )
+    assert "Could not find any running Ray instance" in proc.stdout, proc.stderr[-2000:]

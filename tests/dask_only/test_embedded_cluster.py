@@ -1,0 +1,190 @@
+"""The embedded cluster as a Dask operator sees it: loopback only, the dashboard,
+task names on the scheduler, data kept out of the task graph, pins released."""
+
+import time
+import urllib.request
+
+import psutil
+import pytest
+
+import raycompat
+from conftest import run_script
+
+
+@pytest.fixture(scope="module")
+def ray():
+    raycompat.init(num_cpus=2, dashboard_port=0)
+    yield raycompat
+    raycompat.shutdown()
+
+
+def _session():
+    from raycompat._dask import session
+
+    return session.current_session()
+
+
+def test_everything_listens_on_loopback(ray):
+    me = psutil.Process()
+    procs = [me] + me.children(recursive=True)
+    listening = []
+    for p in procs:
+        try:
+            conns = p.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        listening += [c.laddr for c in conns if c.status == psutil.CONN_LISTEN]
+    assert listening, "expected the scheduler, workers and dashboard to listen"
+    assert all(addr.ip in ("127.0.0.1", "::1") for addr in listening), listening
+
+
+def test_dashboard_answers_and_knows_task_names(ray):
+    url = ray.get_runtime_context  # noqa: B018 - keep the public API import used
+    s = _session()
+    assert s.dashboard_url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(s.dashboard_url, timeout=30) as resp:
+        assert resp.status == 200
+
+    @ray.remote
+    def my_named_function():
+        return 1
+
+    ray.get([my_named_function.remote(), my_named_function.options(name="custom_name").remote()])
+
+    def prefixes(dask_scheduler):
+        return sorted(dask_scheduler.task_prefixes)
+
+    names = s.client.run_on_scheduler(prefixes)
+    assert "my_named_function" in names and "custom_name" in names
+
+
+def test_large_arguments_stay_out_of_the_graph(ray):
+    np = pytest.importorskip("numpy")
+    import warnings
+
+    @ray.remote
+    def total(a):
+        return float(a.sum())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Dask warns "Sending large graph of size ..."
+        assert ray.get(total.remote(np.ones(5_000_000))) == 5_000_000.0
+
+
+def test_put_big_list_is_as_fast_as_pickling(ray):
+    import pickle
+
+    data = list(range(3_000_000))
+    t0 = time.perf_counter()
+    pickle.dumps(data, protocol=5)
+    pickling = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ref = ray.put(data)
+    putting = time.perf_counter() - t0
+    # Dask's own scatter walks lists element by element (minutes for millions).
+    assert putting < 10 * pickling + 1.0
+    assert len(ray.get(ref)) == 3_000_000
+
+
+def test_escaped_refs_are_pinned_until_shutdown(ray):
+    from raycompat._dask.refs import PIN_PREFIX
+
+    @ray.remote
+    def inner(i):
+        return i
+
+    @ray.remote
+    def outer(n):
+        return [inner.remote(i) for i in range(n)]
+
+    refs = ray.get(outer.remote(5))
+    assert ray.get(refs) == list(range(5))
+    s = _session()
+
+    def pinned(dask_scheduler, name):
+        cs = dask_scheduler.clients.get(name)
+        return 0 if cs is None else len(cs.wants_what)
+
+    # Exactly the five escaped refs are pinned: bounded, not everything ever computed.
+    assert s.client.run_on_scheduler(pinned, name=PIN_PREFIX + s.job_id) == 5
+
+
+def test_dropped_refs_are_freed(ray):
+    import gc
+
+    @ray.remote
+    def make():
+        return b"x" * 1000
+
+    refs = [make.remote() for _ in range(20)]
+    ray.get(refs)
+    keys = {r._key for r in refs}
+    del refs
+    gc.collect()
+    s = _session()
+
+    def remaining(dask_scheduler, keys):
+        return sum(1 for k in keys if k in dask_scheduler.tasks)
+
+    deadline = time.monotonic() + 30
+    while s.client.run_on_scheduler(remaining, keys=keys) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert s.client.run_on_scheduler(remaining, keys=keys) == 0
+
+
+def test_custom_and_gpu_resources_embedded():
+    proc = run_script(
+        """
+        import time, raycompat as ray
+        ray.init(num_cpus=2, num_gpus=1, resources={"foo": 1}, dashboard_port=0)
+        @ray.remote(resources={"foo": 1})
+        def span():
+            s = time.time(); time.sleep(0.4); return s, time.time()
+        spans = sorted(ray.get([span.remote() for _ in range(3)]))
+        assert all(b[0] >= a[1] - 1e-3 for a, b in zip(spans, spans[1:])), spans
+        assert ray.cluster_resources()["foo"] == 1.0
+        assert ray.cluster_resources()["GPU"] == 1.0
+        @ray.remote(num_gpus=1)
+        def g():
+            return ray.get_runtime_context().get_assigned_resources()
+        assert ray.get(g.remote())["GPU"] == 1.0
+        ray.shutdown()
+        print("OK")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OK" in proc.stdout
+
+
+def test_init_logs_dashboard_link():
+    proc = run_script(
+        """
+        import raycompat as ray
+        ray.init(num_cpus=1, dashboard_port=0)
+        ray.shutdown()
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Started a local Ray instance. View the dashboard at http://127.0.0.1:" in proc.stderr
+
+
+def test_ray_only_init_arguments_warn_once_and_unknown_raise():
+    proc = run_script(
+        """
+        import warnings, raycompat as ray
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            ray.init(num_cpus=1, dashboard_port=0, object_store_memory=10**9, include_dashboard=True)
+        msgs = [str(x.message) for x in w if "ignores these ray.init arguments" in str(x.message)]
+        assert len(msgs) == 1 and "object_store_memory" in msgs[0], msgs
+        ray.shutdown()
+        try:
+            ray.init(address="not an address")
+        except ValueError as e:
+            assert "Invalid address format" in str(e)
+        else:
+            raise AssertionError("no error")
+        print("OK")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
