@@ -126,15 +126,16 @@ def test_cluster_resources(ray):
 def test_blocked_task_releases_cpu(ray):
     @ray.remote
     def child():
-        return ray.available_resources().get("CPU", 0.0)
+        return "child ran"
 
     @ray.remote(num_cpus=2)
     def parent():
         return ray.get(child.remote())
 
-    # The parent holds both CPUs; its child can only run because the parent's CPUs
-    # are released while it blocks in get (Ray verified: no CPU key while blocked).
-    assert ray.get(parent.remote(), timeout=60) < 2.0
+    # The parent holds both CPUs; its 1-CPU child can only run because the parent's
+    # CPUs are released while it blocks in get. (Ray's available_resources() is
+    # eventually consistent, so the test checks progress, not the counter.)
+    assert ray.get(parent.remote(), timeout=60) == "child ran"
 
 
 class _nullcontext:

@@ -1,0 +1,285 @@
+"""One benchmark workload on one engine, in this fresh interpreter; prints one JSON line.
+
+    python benchmarks/workloads.py ENGINE WORKLOAD [--quick]
+
+ENGINE is ``raycompat``, ``ray`` (run with the Ray venv's python) or ``dask`` (raw
+dask.distributed written the way a Dask user would). Every engine gets the same
+2-process, 1-thread-per-process local cluster with the dashboard off; start-up time is
+measured separately, so the other workloads time only their own work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+
+ENGINE, WORKLOAD = sys.argv[1], sys.argv[2]
+QUICK = "--quick" in sys.argv
+NCPU = 2
+
+
+# ---------------------------------------------------------------- engine adapters
+
+
+class RayLike:
+    """raycompat and real Ray share one code path: that is the point of raycompat."""
+
+    def __init__(self, name):
+        if name == "ray":
+            os.environ.setdefault("RAY_ADDRESS", "local")
+            import ray as mod
+
+            mod.init(num_cpus=NCPU, include_dashboard=False, logging_level="ERROR")
+        else:
+            import raycompat as mod
+
+            mod.init(num_cpus=NCPU, include_dashboard=False, logging_level="ERROR")
+        self.ray = mod
+        r = mod
+        self.noop = r.remote(lambda: None)
+        self.ident = r.remote(lambda x: x)
+        self.inc = r.remote(lambda x: x + 1)
+        self.total = r.remote(lambda a: float(a.sum()))
+        self.make = r.remote(lambda n: __import__("numpy").ones(n // 8))
+        self.sum_list = r.remote(lambda xs: sum(xs))
+        self.burn = r.remote(_burn)
+
+        @r.remote
+        def fib(n):
+            if n < 2:
+                return n
+            return sum(r.get([fib.remote(n - 1), fib.remote(n - 2)]))
+
+        self.fib = fib
+
+    def warm(self):
+        self.ray.get([self.noop.remote() for _ in range(NCPU * 2)])
+
+    def empty_tasks(self, n):
+        return self.ray.get([self.noop.remote() for _ in range(n)])
+
+    def round_trip(self):
+        return self.ray.get(self.ident.remote(1))
+
+    def chain(self, n):
+        ref = self.ray.put(0)
+        for _ in range(n):
+            ref = self.inc.remote(ref)
+        return self.ray.get(ref)
+
+    def put(self, value):
+        return self.ray.put(value)
+
+    def read_by_tasks(self, ref, k):
+        return self.ray.get([self.total.remote(ref) for _ in range(k)])
+
+    def result_of(self, nbytes):
+        return self.ray.get(self.make.remote(nbytes))
+
+    def sum_by_value(self, xs):
+        return self.ray.get(self.sum_list.remote(xs))
+
+    def sum_by_put(self, xs):
+        return self.ray.get(self.sum_list.remote(self.ray.put(xs)))
+
+    def cpu(self, k, seconds):
+        return self.ray.get([self.burn.remote(seconds) for _ in range(k)])
+
+    def nested(self, n):
+        return self.ray.get(self.fib.remote(n))
+
+    def pids(self):
+        return None
+
+    def shutdown(self):
+        self.ray.shutdown()
+
+
+class RawDask:
+    """The same work as a competent Dask user writes it."""
+
+    def __init__(self):
+        import distributed
+
+        self.d = distributed
+        self.cluster = distributed.LocalCluster(
+            n_workers=NCPU, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        self.client = distributed.Client(self.cluster)
+
+    def warm(self):
+        self.client.gather([self.client.submit(_noop, pure=False) for _ in range(NCPU * 2)])
+
+    def empty_tasks(self, n):
+        return self.client.gather([self.client.submit(_noop, pure=False) for _ in range(n)])
+
+    def round_trip(self):
+        return self.client.submit(_ident, 1, pure=False).result()
+
+    def chain(self, n):
+        fut = self.client.scatter(0)
+        for _ in range(n):
+            fut = self.client.submit(_inc, fut, pure=False)
+        return fut.result()
+
+    def put(self, value):
+        return self.client.scatter(value, hash=False) if not isinstance(value, list) else self.client.scatter([value], hash=False)[0]
+
+    def read_by_tasks(self, fut, k):
+        return self.client.gather([self.client.submit(_total, fut, pure=False) for _ in range(k)])
+
+    def result_of(self, nbytes):
+        return self.client.submit(_make, nbytes, pure=False).result()
+
+    def sum_by_value(self, xs):
+        return self.client.submit(_sum, xs, pure=False).result()
+
+    def sum_by_put(self, xs):
+        return self.client.submit(_sum, self.put(xs), pure=False).result()
+
+    def cpu(self, k, seconds):
+        return self.client.gather([self.client.submit(_burn, seconds, pure=False) for _ in range(k)])
+
+    def nested(self, n):
+        return self.client.submit(_dask_fib, n, pure=False).result()
+
+    def shutdown(self):
+        self.client.close()
+        self.cluster.close()
+
+
+def _noop():
+    return None
+
+
+def _ident(x):
+    return x
+
+
+def _inc(x):
+    return x + 1
+
+
+def _total(a):
+    return float(a.sum())
+
+
+def _make(n):
+    import numpy
+
+    return numpy.ones(n // 8)
+
+
+def _sum(xs):
+    return sum(xs)
+
+
+def _burn(seconds):
+    end = time.process_time() + seconds
+    x = 0
+    while time.process_time() < end:
+        x += 1
+    return x
+
+
+def _dask_fib(n):
+    if n < 2:
+        return n
+    from distributed import worker_client
+
+    with worker_client() as c:
+        return sum(c.gather([c.submit(_dask_fib, n - 1, pure=False), c.submit(_dask_fib, n - 2, pure=False)]))
+
+
+def _tree_rss_mb() -> float:
+    import psutil
+
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for p in me.children(recursive=True):
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def make_engine():
+    return RawDask() if ENGINE == "dask" else RayLike(ENGINE)
+
+
+def main():
+    t0 = time.perf_counter()
+    eng = make_engine()
+    if WORKLOAD == "startup":
+        eng.round_trip()
+        first = time.perf_counter() - t0
+        time.sleep(2)
+        idle = _tree_rss_mb()
+        t1 = time.perf_counter()
+        eng.shutdown()
+        return {"seconds": first, "shutdown_s": time.perf_counter() - t1, "idle_rss_mb": idle}
+    eng.warm()
+    out = {}
+    if WORKLOAD == "empty_tasks":
+        n = 2000
+        t = time.perf_counter()
+        eng.empty_tasks(n)
+        out = {"tasks_per_s": n / (time.perf_counter() - t)}
+    elif WORKLOAD == "round_trip":
+        samples = []
+        for _ in range(100 if QUICK else 300):
+            t = time.perf_counter()
+            eng.round_trip()
+            samples.append(time.perf_counter() - t)
+        out = {"ms": statistics.median(samples) * 1e3}
+    elif WORKLOAD == "chain":
+        n = 500
+        t = time.perf_counter()
+        assert eng.chain(n) == n
+        out = {"tasks_per_s": n / (time.perf_counter() - t)}
+    elif WORKLOAD == "large_put_read":
+        import numpy
+
+        arr = numpy.ones(200 * 2**20 // 8)
+        t = time.perf_counter()
+        ref = eng.put(arr)
+        eng.read_by_tasks(ref, 10)
+        out = {"seconds": time.perf_counter() - t, "peak_rss_mb": _tree_rss_mb()}
+    elif WORKLOAD == "large_result":
+        nbytes = 200 * 2**20
+        t = time.perf_counter()
+        eng.result_of(nbytes)
+        out = {"gb_per_s": nbytes / 1e9 / (time.perf_counter() - t)}
+    elif WORKLOAD in ("sum_10m_value", "sum_10m_put"):
+        xs = list(range(2_000_000 if QUICK else 10_000_000))
+        t = time.perf_counter()
+        fn = eng.sum_by_value if WORKLOAD.endswith("value") else eng.sum_by_put
+        assert fn(xs) == len(xs) * (len(xs) - 1) // 2
+        out = {"seconds": time.perf_counter() - t}
+    elif WORKLOAD == "cpu_speedup":
+        k, s = 8, 0.5
+        t = time.perf_counter()
+        eng.cpu(k, s)
+        out = {"speedup": k * s / (time.perf_counter() - t)}
+    elif WORKLOAD == "nested":
+        n = 10 if QUICK else 12
+        t = time.perf_counter()
+        eng.nested(n)
+        out = {"seconds": time.perf_counter() - t}
+    else:
+        raise SystemExit(f"unknown workload {WORKLOAD}")
+    eng.shutdown()
+    return out
+
+
+if __name__ == "__main__":
+    result = main()
+    print("BENCH " + json.dumps(result), flush=True)
+    os._exit(0)
