@@ -52,43 +52,47 @@ def _blocking():
 
 
 async def _await_done(futures: list, count: int, timeout: Optional[float], fail_fast: bool) -> None:
-    """Return once ``count`` of ``futures`` are done, one erred (if ``fail_fast``), or timeout."""
-    pending = {}
+    """Return once ``count`` of ``futures`` are done, one erred (if ``fail_fast``), or timeout.
+
+    One callback per future and one event: O(n) for n futures."""
+    enough = asyncio.Event()
     done = 0
+
+    def on_done(f):
+        nonlocal done
+        done += 1
+        if done >= count or (fail_fast and f.status != "finished"):
+            enough.set()
+
+    waiters = []
     for f in futures:
         if f.done():
-            done += 1
-            if fail_fast and f.status != "finished":
-                return
+            on_done(f)
         else:
-            pending[asyncio.ensure_future(f._state.wait())] = f
+            t = asyncio.ensure_future(f._state.wait())
+            t.add_done_callback(lambda _t, f=f: on_done(f))
+            waiters.append(t)
     deadline = None if timeout is None else time.monotonic() + timeout
     recheck = 0.05
     try:
-        while done < count and pending:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if remaining == 0.0:
+        while not enough.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
                 return
+            asked_again = [f for f in futures if not f.done() and f in _refs.rebound]
             step = remaining
-            asked_again = [f for f in pending.values() if f in _refs.rebound]
             if asked_again:
                 step = recheck if remaining is None else min(recheck, remaining)
-            finished, _ = await asyncio.wait(pending, timeout=step, return_when=asyncio.FIRST_COMPLETED)
-            if not finished:
-                if step == remaining:
-                    return
+                recheck = min(recheck * 2, 1.0)
+            try:
+                await asyncio.wait_for(enough.wait(), step)
+            except asyncio.TimeoutError:
                 for f in asked_again:
                     _refs.desire(f)
-                recheck = min(recheck * 2, 1.0)
-                continue
-            for t in finished:
-                f = pending.pop(t)
-                done += 1
-                if fail_fast and f.status != "finished":
-                    return
     finally:
-        for t in pending:
-            t.cancel()
+        for t in waiters:
+            if not t.done():
+                t.cancel()
 
 
 def _wait_futures(client, futures, count, timeout, fail_fast):
@@ -231,7 +235,9 @@ def put(value, *, _owner=None) -> ObjectRef:
     _session.current_session()
     client = _session.client()
     try:
-        sealed = Sealed.seal(value, copy=True)
+        # In the driver, scatter writes the bytes out before it returns; inside a task it
+        # may keep the object in this process, so detach it from later mutation.
+        sealed = Sealed.seal(value, copy=_context.current_task() is not None)
     except Exception as e:  # noqa: BLE001 - Ray's message names the value's type
         raise TypeError(f"Could not serialize the put value {value!r}:\n{type(e).__name__}: {e}") from e
     kwargs = {"hash": False}
