@@ -38,6 +38,10 @@ class Ledger:
         self._index = {n: i for i, n in enumerate(self.names)}
         self._fmt = f"{len(self.names)}d"
         self._fd = os.open(path, os.O_RDWR)
+        self._dir = os.path.dirname(path)
+        #: What this process holds, mirrored in ``held-<pid>`` so that the holdings of
+        #: a worker process that dies mid-task (os._exit, OOM kill) are reclaimed.
+        self._held = [0.0] * len(self.names)
 
     @classmethod
     def create(cls, directory: str, totals: dict[str, float]) -> "Ledger":
@@ -52,26 +56,65 @@ class Ledger:
     def feasible(self, request: dict[str, float]) -> bool:
         return all(q <= self.totals.get(n, 0.0) + _EPS for n, q in request.items() if q > 0)
 
+    def _read(self) -> list:
+        return list(struct.unpack(self._fmt, os.pread(self._fd, 8 * len(self.names), 0)))
+
+    def _fits(self, values, request) -> bool:
+        for n, q in request.items():
+            i = self._index.get(n)
+            if (i is None and q > 0) or (i is not None and values[i] + _EPS < q):
+                return False
+        return True
+
     def _update(self, request: dict[str, float], sign: float, force: bool) -> bool:
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            values = list(struct.unpack(self._fmt, os.pread(self._fd, 8 * len(self.names), 0)))
-            for n, q in request.items():
-                i = self._index.get(n)
-                if i is None:
-                    if q > 0 and sign < 0 and not force:
-                        return False
-                    continue
-                if sign < 0 and not force and values[i] + _EPS < q:
+            values = self._read()
+            if sign < 0 and not force and not self._fits(values, request):
+                if not self._reclaim_dead(values) or not self._fits(values, request):
                     return False
             for n, q in request.items():
                 i = self._index.get(n)
                 if i is not None:
                     values[i] += sign * q
+                    self._held[i] -= sign * q
             os.pwrite(self._fd, struct.pack(self._fmt, *values), 0)
+            self._write_held()
             return True
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _held_path(self, pid: int) -> str:
+        return os.path.join(self._dir, f"held-{pid}")
+
+    def _write_held(self) -> None:
+        path = self._held_path(os.getpid())
+        if any(abs(h) > _EPS for h in self._held):
+            with open(path, "w") as f:
+                json.dump(self._held, f)
+        elif os.path.exists(path):
+            os.unlink(path)
+
+    def _reclaim_dead(self, values: list) -> bool:
+        """Give back what dead processes held (caller holds the lock); True if any."""
+        reclaimed = False
+        for name in os.listdir(self._dir):
+            if not name.startswith("held-"):
+                continue
+            pid = int(name[5:])
+            if pid == os.getpid() or _alive(pid):
+                continue
+            path = os.path.join(self._dir, name)
+            try:
+                with open(path) as f:
+                    held = json.load(f)
+                os.unlink(path)
+            except (OSError, ValueError):
+                continue
+            for i, h in enumerate(held):
+                values[i] += h
+            reclaimed = True
+        return reclaimed
 
     def acquire(self, request: dict[str, float], force: bool = False) -> None:
         """Take ``request``, waiting until it fits (``force`` takes it even over the limit)."""
@@ -96,6 +139,16 @@ class Ledger:
             os.close(self._fd)
         except OSError:
             pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _process_ledger: "Ledger | None | bool" = False

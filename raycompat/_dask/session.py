@@ -26,7 +26,7 @@ import distributed
 from raycompat import __version__
 from raycompat._dask import context as _context
 from raycompat._dask import ledger as _ledger
-from raycompat._dask import spawn_guard
+from raycompat._dask import retries, spawn_guard
 
 logger = logging.getLogger("raycompat")
 
@@ -68,6 +68,8 @@ _EMBEDDED_DASK_DEFAULTS = {
     "distributed.scheduler.worker-saturation": float("inf"),
     # Ray workers may start subprocesses (multiprocessing inside a task).
     "distributed.worker.daemon": False,
+    # Per-task max_retries for worker deaths is enforced by retries.MaxRetriesPlugin.
+    "distributed.scheduler.allowed-failures": retries.EMBEDDED_ALLOWED_FAILURES,
 }
 
 _lock = threading.RLock()
@@ -373,6 +375,8 @@ def _start_embedded(
             local_directory=tmpdir,
             silence_logs=logging.ERROR,
         )
+        if cluster.scheduler.allowed_failures == retries.EMBEDDED_ALLOWED_FAILURES:
+            cluster.scheduler.add_plugin(retries.MaxRetriesPlugin())
         client = distributed.Client(cluster, set_as_default=False)
     return Session(client, cluster, True, namespace, job_id, ledger, tmpdir, runtime_env)
 

@@ -21,6 +21,7 @@ The mapping, option by option (unlisted options: see ``raycompat/_private/option
 from __future__ import annotations
 
 import hashlib
+import os
 import itertools
 import pickle
 import uuid
@@ -28,9 +29,11 @@ import warnings
 from typing import Any, Optional
 
 import cloudpickle
+import dask
 
 from raycompat import exceptions as rex
 from raycompat._dask import refs as _refs
+from raycompat._dask import retries
 from raycompat._dask import session as _session
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed
@@ -40,6 +43,20 @@ from raycompat._dask.worker_task import ArgSlot, TaskSpec, run_task
 INLINE_LIMIT = 100 * 1024
 
 _spread_counter = itertools.count()
+#: Keys are "{name}-{process prefix}{counter}": unique across processes, cheap per call,
+#: and grouped by name on the dashboard.
+_KEY_PREFIX = uuid.uuid4().hex[:16]
+_key_counter = itertools.count()
+
+
+def _new_key_prefix():
+    global _KEY_PREFIX, _key_counter
+    _KEY_PREFIX = uuid.uuid4().hex[:16]
+    _key_counter = itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_key_prefix)
+DEFAULT_MAX_RETRIES = 3
 _infeasible_warned: set = set()
 _inflight_no_return: set = set()
 
@@ -248,15 +265,12 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
         job_id=_session.current_job_id(),
         namespace=_session.current_namespace(),
     )
-    fut = client.submit(
-        run_task,
-        spec,
-        *prefix_deps,
-        *deps,
-        key=f"{name}-{uuid.uuid4().hex}",
-        pure=False,
-        **placement,
-    )
+    key = f"{name}-{_KEY_PREFIX}{next(_key_counter):x}"
+    if spec.retries == DEFAULT_MAX_RETRIES:
+        fut = client.submit(run_task, spec, *prefix_deps, *deps, key=key, pure=False, **placement)
+    else:
+        with dask.annotate(**{retries.ANNOTATION: spec.retries}):
+            fut = client.submit(run_task, spec, *prefix_deps, *deps, key=key, pure=False, **placement)
     if held:
         fut.add_done_callback(lambda _f, _h=held: _h.clear())
     if num_returns == 1:
