@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from typing import Optional
 
@@ -311,9 +312,12 @@ def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
 def cancel(ref, *, force=False, recursive=True):
     """``ray.cancel``: a pending task never runs; ``get`` raises TaskCancelledError.
 
-    A running task cannot be interrupted in Dask; it is marked cancelled at once (its
-    ``get`` raises) and its result is discarded. A finished task is left alone: Dask's
-    own ``cancel`` would delete its result, Ray's does nothing.
+    A running task is marked cancelled at once (its ``get`` raises, its result is
+    discarded), its ``is_canceled()`` turns true, and ``KeyboardInterrupt`` is raised in
+    its thread as Ray does (best effort: Python delivers it between bytecodes, so a
+    blocking C call such as ``time.sleep`` finishes first). ``force=True`` restarts the
+    worker process running it, as Ray kills the worker. A finished task is left alone:
+    Dask's own ``cancel`` would delete its result, Ray's does nothing.
     """
     if type(ref) is not ObjectRef:
         raise TypeError(
@@ -324,8 +328,29 @@ def cancel(ref, *, force=False, recursive=True):
     if fut.done():
         return None
     _cancelled.add(ref._key)
+    client = fut.client
     try:
-        fut.client.cancel([fut], force=True, reason="cancelled with ray.cancel")
+        client.run(_interrupt_task, ref._key, bool(force), wait=False, on_error="ignore")
+    except Exception:  # noqa: BLE001 - best effort: the key is cancelled regardless
+        pass
+    try:
+        client.cancel([fut], force=True, reason="cancelled with ray.cancel")
     except TypeError:
-        fut.client.cancel([fut], force=True)
+        client.cancel([fut], force=True)
+    return None
+
+
+async def _interrupt_task(key, force, dask_worker=None):
+    """On each worker: interrupt (or, with ``force``, kill) the thread running ``key``."""
+    import ctypes
+
+    from raycompat._dask import worker_task
+
+    for tid, running in list(dask_worker.active_threads.items()):
+        if running != key:
+            continue
+        worker_task.mark_cancelled(key)
+        if force:
+            os._exit(1)
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(KeyboardInterrupt))
     return None

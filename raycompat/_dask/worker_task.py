@@ -29,6 +29,14 @@ from raycompat._dask.serialization import Sealed
 
 #: Functions by digest: each worker unpickles a remote function once, not per call.
 _function_cache: dict[bytes, Any] = {}
+#: Contexts of the tasks running in this process, by key (for ``ray.cancel``).
+_running: dict = {}
+
+
+def mark_cancelled(key) -> None:
+    ctx = _running.get(key)
+    if ctx is not None:
+        ctx.cancelled = True
 
 
 class ArgSlot:
@@ -173,6 +181,7 @@ def run_task(spec: TaskSpec, *deps):
         ledger=ledger,
     )
     prev = _context.set_current_task(ctx)
+    _running[key] = ctx
     saved_env = None
     try:
         if ledger is not None and spec.request:
@@ -194,6 +203,10 @@ def run_task(spec: TaskSpec, *deps):
             try:
                 result = fn(*args, **kwargs)
                 break
+            except KeyboardInterrupt:
+                if ctx.cancelled:  # ray.cancel interrupted us
+                    raise rex.TaskCancelledError(key) from None
+                raise
             except Exception as exc:  # noqa: BLE001 - user code
                 if attempts_left != 0 and _should_retry(exc, retry_exceptions):
                     attempts_left -= 1
@@ -227,4 +240,5 @@ def run_task(spec: TaskSpec, *deps):
                     os.environ[k] = v
         if ctx.held is not None:
             ledger.release(ctx.held)
+        _running.pop(key, None)
         _context.set_current_task(prev)
