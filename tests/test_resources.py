@@ -72,12 +72,6 @@ def test_default_tasks_use_both_cpus(ray):
     assert _intervals_overlap(spans)
 
 
-@pytest.mark.xfail(
-    not ON_RAY,
-    strict=True,
-    reason="documented difference: the embedded cluster runs one task per worker process, "
-    "so fractional num_cpus does not pack more tasks than processes",
-)
 def test_fractional_cpus_pack_more(ray):
     @ray.remote(num_cpus=0.5)
     def span():
@@ -88,6 +82,23 @@ def test_fractional_cpus_pack_more(ray):
     spans = ray.get([span.remote() for _ in range(4)], timeout=120)
     starts = sorted(s for s, _ in spans)
     assert starts[3] < min(e for _, e in spans)  # all four ran at once
+
+    # ... but never more than the CPUs allow: 6 half-CPU tasks on 2 CPUs run 4 + 2.
+    spans = ray.get([span.remote() for _ in range(6)], timeout=120)
+    starts = sorted(s for s, _ in spans)
+    assert starts[4] >= min(e for _, e in spans) - 0.05
+
+
+def test_zero_cpu_tasks_do_not_take_cpus(ray):
+    @ray.remote(num_cpus=0)
+    def span():
+        start = time.time()
+        time.sleep(1.0)
+        return start, time.time()
+
+    spans = ray.get([span.remote() for _ in range(4)], timeout=120)
+    starts = sorted(s for s, _ in spans)
+    assert starts[3] < min(e for _, e in spans)
 
 
 def test_infeasible_task_stays_pending(ray):

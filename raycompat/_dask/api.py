@@ -43,11 +43,14 @@ def _blocking():
     cpu = (ctx.held or {}).get("CPU", 0.0)
     if cpu and ctx.ledger is not None:
         ctx.ledger.release({"CPU": cpu})
-    distributed.secede()
+    pooled = not ctx.seceded
+    if pooled:
+        distributed.secede()
     try:
         yield
     finally:
-        distributed.rejoin()
+        if pooled:
+            distributed.rejoin()
         if cpu and ctx.ledger is not None:
             ctx.ledger.acquire({"CPU": cpu}, force=True)
 

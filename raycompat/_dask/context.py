@@ -22,6 +22,8 @@ class TaskContext:
     held: Optional[dict] = None
     ledger: object = None
     cancelled: bool = False
+    #: True once the task left the worker's thread pool for good (fractional CPUs).
+    seceded: bool = False
 
 
 _tls = threading.local()

@@ -187,6 +187,13 @@ def run_task(spec: TaskSpec, *deps):
         if ledger is not None and spec.request:
             ledger.acquire(spec.request)
             ctx.held = dict(spec.request)
+        if ledger is not None and (spec.request or {}).get("CPU", 0.0) < 1.0:
+            # Less than a whole CPU: leave the one-thread pool so the worker can start
+            # more such tasks; the ledger alone bounds them (num_cpus=0.5 packs 2 per CPU).
+            from distributed import secede
+
+            secede()
+            ctx.seceded = True
         if spec.env_vars:
             saved_env = {k: os.environ.get(k) for k in spec.env_vars}
             os.environ.update(spec.env_vars)
