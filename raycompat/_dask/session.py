@@ -79,8 +79,11 @@ _session: "Optional[Session]" = None
 class Session:
     """One driver's connection: the client, and the cluster if this driver started it."""
 
-    def __init__(self, client, cluster, owned: bool, namespace, job_id, ledger, tmpdir, runtime_env):
+    def __init__(self, client, cluster, owned: bool, namespace, job_id, ledger, tmpdir, runtime_env,
+                 owns_client: bool = True):
         self.client: distributed.Client = client
+        #: False when the user handed init() their own Client: shutdown leaves it open.
+        self.owns_client = owns_client
         self.cluster = cluster
         self.owned = owned
         self.namespace = namespace
@@ -101,10 +104,11 @@ class Session:
     def close(self) -> None:
         client, cluster = self.client, self.cluster
         _release_pins(client, self.job_id)
-        try:
-            client.close(timeout=10)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        if self.owns_client:
+            try:
+                client.close(timeout=10)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
         if self.owned and cluster is not None:
             try:
                 cluster.close(timeout=30)
@@ -383,7 +387,7 @@ def _start_embedded(
 
 def _connect(target, security, connect_timeout, namespace, job_id, runtime_env) -> Session:
     if isinstance(target, distributed.Client):
-        return Session(target, None, False, namespace, job_id, None, None, runtime_env)
+        return Session(target, None, False, namespace, job_id, None, None, runtime_env, owns_client=False)
     if not isinstance(target, str):  # a cluster object
         client = distributed.Client(target, set_as_default=False)
         return Session(client, target, False, namespace, job_id, None, None, runtime_env)

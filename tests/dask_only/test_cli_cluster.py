@@ -135,3 +135,31 @@ def test_auto_without_cluster_raises_connection_error():
         env=env,
     )
     assert "Could not find any running Ray instance" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_init_with_client_and_cluster_objects(cli_cluster):
+    proc = run_script(
+        f"""
+        import distributed, raycompat as ray
+        client = distributed.Client("{cli_cluster.address}", set_as_default=False)
+        ray.init(address=client)
+        assert ray.get(ray.put(1)) == 1
+        ray.shutdown()
+        assert client.status == "running", "shutdown must leave the user's own client open"
+        assert client.submit(lambda: 2).result() == 2
+        client.close()
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                                           dashboard_address="127.0.0.1:0")
+        ray.init(address=cluster)
+        @ray.remote
+        def f():
+            return 3
+        assert ray.get(f.remote()) == 3
+        ray.shutdown()
+        assert cluster.status.name == "running", "shutdown must not stop a cluster it was handed"
+        cluster.close()
+        print("OK")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OK" in proc.stdout
