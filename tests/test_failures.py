@@ -10,30 +10,18 @@ def _attempts(path):
     return len(open(path).read()) if os.path.exists(path) else 0
 
 
-def test_worker_death_with_max_retries_zero(ray, tmp_path):
-    @ray.remote(max_retries=0)
+@pytest.mark.parametrize("max_retries", [0, 1])
+def test_worker_death_retried_max_retries_times(ray, tmp_path, max_retries):
+    @ray.remote(max_retries=max_retries)
     def die(path):
         with open(path, "a") as f:
             f.write("x")
         os._exit(1)
 
-    marker = str(tmp_path / "zero")
+    marker = str(tmp_path / "attempts")
     with pytest.raises(ray.exceptions.WorkerCrashedError):
         ray.get(die.remote(marker), timeout=120)
-    assert _attempts(marker) == 1
-
-
-def test_worker_death_retried_max_retries_times(ray, tmp_path):
-    @ray.remote(max_retries=1)
-    def die(path):
-        with open(path, "a") as f:
-            f.write("x")
-        os._exit(1)
-
-    marker = str(tmp_path / "one")
-    with pytest.raises(ray.exceptions.WorkerCrashedError):
-        ray.get(die.remote(marker), timeout=120)
-    assert _attempts(marker) == 2
+    assert _attempts(marker) == max_retries + 1
 
 
 def test_worker_death_then_success_on_retry(ray, tmp_path):

@@ -50,55 +50,40 @@ def test_wait_inside_task_does_not_deadlock(ray):
     assert ray.get([parent.remote() for _ in range(3)], timeout=120) == [3, 3, 3]
 
 
-def test_num_cpus_two_tasks_never_overlap(ray):
-    @ray.remote(num_cpus=2)
+def _spans(ray, n, seconds=1.0, **options):
+    """Run ``n`` tasks with ``options``; each returns its (start, end) wall-clock span."""
+
     def span():
         start = time.time()
-        time.sleep(0.5)
+        time.sleep(seconds)
         return start, time.time()
 
-    spans = ray.get([span.remote() for _ in range(3)], timeout=120)
-    assert not _intervals_overlap(spans)
+    fn = ray.remote(**options)(span) if options else ray.remote(span)
+    return ray.get([fn.remote() for _ in range(n)], timeout=120)
+
+
+def _all_overlap(spans):
+    return max(s for s, _ in spans) < min(e for _, e in spans)
+
+
+def test_num_cpus_two_tasks_never_overlap(ray):
+    assert not _intervals_overlap(_spans(ray, 3, 0.5, num_cpus=2))
 
 
 def test_default_tasks_use_both_cpus(ray):
-    @ray.remote
-    def span():
-        start = time.time()
-        time.sleep(1.0)
-        return start, time.time()
-
-    spans = ray.get([span.remote() for _ in range(2)], timeout=120)
-    assert _intervals_overlap(spans)
+    assert _intervals_overlap(_spans(ray, 2))
 
 
 def test_fractional_cpus_pack_more(ray):
-    @ray.remote(num_cpus=0.5)
-    def span():
-        start = time.time()
-        time.sleep(1.0)
-        return start, time.time()
-
-    spans = ray.get([span.remote() for _ in range(4)], timeout=120)
-    starts = sorted(s for s, _ in spans)
-    assert starts[3] < min(e for _, e in spans)  # all four ran at once
-
+    assert _all_overlap(_spans(ray, 4, num_cpus=0.5))
     # ... but never more than the CPUs allow: 6 half-CPU tasks on 2 CPUs run 4 + 2.
-    spans = ray.get([span.remote() for _ in range(6)], timeout=120)
+    spans = _spans(ray, 6, num_cpus=0.5)
     starts = sorted(s for s, _ in spans)
     assert starts[4] >= min(e for _, e in spans) - 0.05
 
 
 def test_zero_cpu_tasks_do_not_take_cpus(ray):
-    @ray.remote(num_cpus=0)
-    def span():
-        start = time.time()
-        time.sleep(1.0)
-        return start, time.time()
-
-    spans = ray.get([span.remote() for _ in range(4)], timeout=120)
-    starts = sorted(s for s, _ in spans)
-    assert starts[3] < min(e for _, e in spans)
+    assert _all_overlap(_spans(ray, 4, num_cpus=0))
 
 
 def test_infeasible_task_stays_pending(ray):
