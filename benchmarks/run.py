@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,14 +47,19 @@ def run_one(python, engine, workload, quick):
     env = dict(os.environ)
     if engine == "ray":
         env["RAY_ADDRESS"] = "local"
+    # Its own process group, so a timed-out run is stopped with all its worker processes.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         return {"error": f"timeout after {RUN_TIMEOUT} s"}
-    for line in proc.stdout.splitlines():
+    for line in out.splitlines():
         if line.startswith("BENCH "):
             return json.loads(line[6:])
-    return {"error": (proc.stderr or proc.stdout)[-500:]}
+    return {"error": (err or out)[-500:]}
 
 
 def main():

@@ -21,7 +21,8 @@ __version__ = "0.1.0"
 
 import inspect as _inspect
 
-from raycompat import exceptions
+from raycompat import actor, exceptions
+from raycompat.actor import ActorClass, ActorHandle, method
 from raycompat._dask.api import cancel, get, put, wait
 from raycompat._dask.cluster_info import available_resources, cluster_resources, nodes
 from raycompat._dask.refs import ObjectRef
@@ -42,10 +43,7 @@ _REMOTE_USAGE = (
 
 def _make_remote(function_or_class, options: dict):
     if _inspect.isclass(function_or_class):
-        raise NotImplementedError(
-            f"@ray.remote on a class ({function_or_class.__name__}): raycompat does not support "
-            "actors yet."
-        )
+        return ActorClass(function_or_class, options)
     if not callable(function_or_class):
         raise TypeError("The @ray.remote decorator must be applied to either a function or a class.")
     return RemoteFunction(function_or_class, options)
@@ -56,8 +54,13 @@ def remote(*args, **kwargs):
     if len(args) == 1 and not kwargs and callable(args[0]):
         return _make_remote(args[0], {})
     assert len(args) == 0 and len(kwargs) > 0, _REMOTE_USAGE
-    _options.validate_task_options(kwargs, in_options=False)
-    return lambda fn: _make_remote(fn, kwargs)
+
+    def decorate(function_or_class):
+        if not _inspect.isclass(function_or_class):
+            _options.validate_task_options(kwargs, in_options=False)
+        return _make_remote(function_or_class, kwargs)
+
+    return decorate
 
 
 def get_gpu_ids() -> list:
@@ -67,25 +70,24 @@ def get_gpu_ids() -> list:
     return _gpu_ids()
 
 
-def method(*args, **kwargs):
-    raise NotImplementedError("raycompat does not support actors (ray.method) yet.")
-
-
 def kill(actor, *, no_restart=True):
-    raise ValueError(
-        f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(actor)}."
-    )
+    """Kill an actor at once: its pending and later calls raise ActorDiedError."""
+    from raycompat._dask import actor_api
+
+    return actor_api.kill(actor, no_restart=no_restart)
 
 
 def get_actor(name: str, namespace=None):
-    raise ValueError(
-        f"Failed to look up actor with name '{name}'. This could because 1. You are trying to "
-        "look up a named actor you didn't create. 2. The named actor died. 3. You did not use a "
-        "namespace matching the namespace of the actor."
-    )
+    """The handle of the named actor ``name`` (in ``namespace``, default: this job's)."""
+    from raycompat._dask import actor_api
+
+    return actor_api.get_actor(name, namespace)
 
 
 __all__ = [
+    "ActorClass",
+    "ActorHandle",
+    "actor",
     "ObjectRef",
     "RayContext",
     "RemoteFunction",

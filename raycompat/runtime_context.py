@@ -71,11 +71,17 @@ class RuntimeContext:
             ident = session.current_session().client.id
         return hashlib.blake2b(ident.encode(), digest_size=28).hexdigest()
 
+    def _actor(self):
+        t = self._task()
+        return getattr(t, "actor", None) if t is not None else None
+
     def get_actor_id(self) -> Optional[str]:
-        return None
+        a = self._actor()
+        return a.actor_id if a is not None else None
 
     def get_actor_name(self) -> Optional[str]:
-        return None
+        a = self._actor()
+        return a.meta.get("name") if a is not None else None
 
     @property
     def namespace(self) -> str:
@@ -90,7 +96,13 @@ class RuntimeContext:
 
     @property
     def current_actor(self):
-        raise RuntimeError("This method is only available in an actor.")
+        """A handle to the actor this code runs in."""
+        a = self._actor()
+        if a is None:
+            raise RuntimeError("This method is only available in an actor.")
+        from raycompat._dask.actor_api import handle_of_shell
+
+        return handle_of_shell(a)
 
     def get_assigned_resources(self) -> dict[str, Any]:
         t = self._task()

@@ -36,3 +36,9 @@ def test_sum_list_local_and_remote():
         lines = proc.stdout.strip().splitlines()
         assert lines[0] == expected
         assert lines[1].startswith("Time taken: ")
+
+
+def test_counter_actor():
+    proc = _run("counter_actor.py")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "1"

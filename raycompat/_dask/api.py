@@ -217,11 +217,15 @@ def get(object_refs, *, timeout=None):
         raise rex.TaskCancelledError(by_key[first_bad.key].hex())
     if not all(f.done() for f in futures):
         raise rex.GetTimeoutError("Get timed out: some object(s) not ready.")
+    dask_futures = [f for f in futures if type(f) is Future]
     try:
-        values = client.gather(futures)
+        values = client.gather(dask_futures) if dask_futures else []
     except Exception as e:  # noqa: BLE001 - lost between done and gather
         raise translate_error(e, object_refs[0]) from None
-    sealed = dict(zip((f.key for f in futures), values))
+    sealed = dict(zip((f.key for f in dask_futures), values))
+    for f in futures:
+        if type(f) is not Future:  # an actor call's result, already here
+            sealed[f.key] = f.result()
     return [_value(sealed[r._key], r) for r in object_refs]
 
 
@@ -331,6 +335,8 @@ def cancel(ref, *, force=False, recursive=True):
     if fut.done():
         return None
     _cancelled.add(ref._key)
+    if type(fut) is not Future:
+        return None  # an actor call: its get raises TaskCancelledError from now on
     client = fut.client
     try:
         client.run(_interrupt_task, ref._key, bool(force), wait=False, on_error="ignore")

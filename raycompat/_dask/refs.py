@@ -70,12 +70,18 @@ class ObjectRef:
         return f"ObjectRef({self.hex()})"
 
     # pickling -----------------------------------------------------------------
+    def _dask_future(self) -> Future:
+        """The Dask future of this ref; an actor call's result is published first."""
+        fut = self._future
+        return fut if type(fut) is Future else fut.published()
+
     def __reduce__(self):
+        fut = self._dask_future()
         collected = _arg_refs.get()
         if collected is not None:
-            collected.append(self._future)
+            collected.append(fut)
         else:
-            _pin(self._future)
+            _pin(fut)
         return (_rebuild_ref, (self._key, self._index, self._task_name))
 
     # futures and await --------------------------------------------------------

@@ -93,6 +93,8 @@ class Session:
         self.runtime_env = runtime_env or {}
         self.warned: set = set()
         self.function_deps: dict = {}
+        #: Variables naming this driver's non-detached actors, deleted at shutdown.
+        self.named_actors: list = []
 
     @property
     def dashboard_url(self) -> str:
@@ -103,6 +105,10 @@ class Session:
 
     def close(self) -> None:
         client, cluster = self.client, self.cluster
+        if self.named_actors:
+            from raycompat._dask.actor_api import delete_names
+
+            delete_names(client, self.named_actors)
         _release_pins(client, self.job_id)
         if self.owns_client:
             try:
@@ -110,10 +116,17 @@ class Session:
             except Exception:  # noqa: BLE001 - already gone
                 pass
         if self.owned and cluster is not None:
+            # Stopping our own workers drops whatever they still hold: that is the point,
+            # not an error worth Dask's "lost scattered data" log line.
+            sched_log = logging.getLogger("distributed.scheduler")
+            level = sched_log.level
+            sched_log.setLevel(logging.CRITICAL)
             try:
                 cluster.close(timeout=30)
             except Exception:  # noqa: BLE001 - already gone
                 pass
+            finally:
+                sched_log.setLevel(level)
         if self.ledger is not None:
             self.ledger.close()
         if self.tmpdir:

@@ -78,7 +78,7 @@ def _split_args(args, kwargs):
 
     def swap(v):
         if type(v) is ObjectRef:
-            deps.append(v._future)
+            deps.append(v._dask_future())
             slots.append(v._index)
             return ArgSlot(len(deps) - 1)
         return v

@@ -144,7 +144,9 @@ def _should_retry(exc: BaseException, retry_exceptions) -> bool:
     return isinstance(exc, tuple(retry_exceptions))
 
 
-def _task_error(spec: TaskSpec, exc: BaseException, key: str) -> rex.RayTaskError:
+def _task_error_text(exc: BaseException):
+    """The remote traceback text (from the user's frame on) and a cause that survives
+    the trip back (``UnserializableException`` when it cannot be rebuilt, as Ray)."""
     # Drop the wrapper's own frame: the traceback starts in the user's function, as Ray's.
     frames = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
     tb = "".join(traceback.format_exception(type(exc), exc, frames or exc.__traceback__))
@@ -158,6 +160,11 @@ def _task_error(spec: TaskSpec, exc: BaseException, key: str) -> rex.RayTaskErro
             pass
         else:
             cause = rex.UnserializableException(tb)
+    return tb, cause
+
+
+def _task_error(spec: TaskSpec, exc: BaseException, key: str) -> rex.RayTaskError:
+    tb, cause = _task_error_text(exc)
     err = rex.RayTaskError(spec.function_name, tb, cause, proctitle=f"ray::{spec.name}")
     err._dask_key = key
     return err

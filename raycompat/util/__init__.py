@@ -15,4 +15,11 @@ def get_node_ip_address(address: str = "8.8.8.8:53") -> str:
         return socket.gethostbyname("localhost")
 
 
-__all__ = ["get_node_ip_address"]
+def list_named_actors(all_namespaces: bool = False):
+    """Names of the live named actors (``[{'name', 'namespace'}]`` with ``all_namespaces``)."""
+    from raycompat._dask import actor_api
+
+    return actor_api.list_named_actors(all_namespaces)
+
+
+__all__ = ["get_node_ip_address", "list_named_actors"]

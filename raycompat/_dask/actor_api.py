@@ -1,0 +1,286 @@
+"""Creating, calling, naming and killing actors (the caller side of ``actors.py``).
+
+Named actors are cluster-wide ``distributed.Variable``s: ``raycompat/<namespace>/<name>``
+holds the actor's creation future (which also keeps the actor alive), and
+``raycompat-meta/<namespace>/<name>`` what a handle needs. A second driver on the same
+scheduler finds them; a non-detached actor's names are deleted at its driver's
+``shutdown``, a detached one's only by ``ray.kill``.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Optional
+
+import cloudpickle
+import distributed
+from distributed import Future
+
+from raycompat import exceptions as rex
+from raycompat._dask import refs as _refs
+from raycompat._dask import session as _session
+from raycompat._dask.actors import ActorResult, Caller, Shell, actor_died, new_key, KILLED
+from raycompat._dask.refs import ObjectRef
+
+_callers: dict = {}
+_callers_lock = threading.Lock()
+_killed: set = set()
+
+
+def _variable_names(namespace: str, name: str):
+    return f"raycompat/{namespace}/{name}", f"raycompat-meta/{namespace}/{name}"
+
+
+def _args_blob(args, kwargs, what: str):
+    """Pickle call arguments; the refs inside are held until the call is done."""
+    if not args and not kwargs:
+        return None, []
+    top = any(type(a) is ObjectRef for a in args) or any(type(v) is ObjectRef for v in kwargs.values())
+    collected: list = []
+    token = _refs._arg_refs.set(collected)
+    try:
+        blob = cloudpickle.dumps((args, kwargs, top), protocol=5)
+    except Exception as e:  # noqa: BLE001 - Ray's message
+        raise TypeError(f"Could not serialize the argument for a task or actor {what}: {e}") from e
+    finally:
+        _refs._arg_refs.reset(token)
+    return blob, collected
+
+
+def _existing_names(client, names) -> set:
+    """Which of ``names`` are set Variables (one scheduler call, no error logs)."""
+
+    def present(dask_scheduler, names):
+        ext = dask_scheduler.extensions.get("variables")
+        return [n for n in names if ext is not None and n in ext.variables]
+
+    return set(client.run_on_scheduler(present, names=list(names)))
+
+
+def _lookup(client, namespace: str, name: str):
+    var_name, meta_name = _variable_names(namespace, name)
+    if _existing_names(client, (var_name, meta_name)) != {var_name, meta_name}:
+        return None
+    fut = distributed.Variable(var_name, client=client).get(timeout=30)
+    meta = distributed.Variable(meta_name, client=client).get(timeout=30)
+    return fut, meta
+
+
+def create(actor_class, args, kwargs, options: dict):
+    from raycompat.actor import ActorHandle
+
+    _session.current_session()
+    client = _session.client()
+    name = options.get("name")
+    namespace = options.get("namespace") or _session.current_namespace()
+    if name is not None:
+        found = _lookup(client, namespace, name)
+        if found is not None:
+            if options.get("get_if_exists"):
+                return _handle_from(found[0], found[1])
+            raise rex.ActorAlreadyExistsError(
+                f"The name {name} (namespace={options.get('namespace')}) is already taken. Please use "
+                "a different name or get the existing actor using "
+                f"ray.get_actor('{name}', namespace='{options.get('namespace')}')"
+            )
+    if actor_class._cls_blob is None:
+        actor_class._cls_blob = cloudpickle.dumps(actor_class.__ray_actor_class__, protocol=5)
+    actor_id = uuid.uuid4().hex[:32]
+    max_concurrency = options.get("max_concurrency") or (1000 if actor_class._is_async else 1)
+    meta = {
+        "actor_id": actor_id,
+        "class_name": actor_class._class_name,
+        "is_async": actor_class._is_async,
+        "max_concurrency": max_concurrency,
+        "job_id": _session.current_job_id(),
+        "namespace": namespace,
+        "name": name,
+        "methods": actor_class._methods,
+    }
+    args_blob, held = _args_blob(args, kwargs, actor_class._class_name)
+    placement = {}
+    resources = dict(options.get("resources") or {})
+    if options.get("num_gpus"):
+        resources["GPU"] = options["num_gpus"]
+    if resources and _session.embedded_ledger() is None:
+        placement["resources"] = resources
+    creation = client.submit(
+        Shell, actor_class._cls_blob, args_blob, meta,
+        actor=True, key=new_key(actor_class._class_name), pure=False, **placement,
+    )
+    if held:
+        creation.add_done_callback(lambda _f, _h=held: _h.clear())
+    if name is not None:
+        var_name, meta_name = _variable_names(namespace, name)
+        distributed.Variable(meta_name, client=client).set(meta)
+        distributed.Variable(var_name, client=client).set(creation)
+        if options.get("lifetime") != "detached":
+            session = _session.current_session(auto_init=False)
+            if session is not None:
+                session.named_actors.append((var_name, meta_name))
+    return ActorHandle(actor_id, creation, meta["class_name"], meta["methods"], meta["is_async"],
+                       name, namespace)
+
+
+def _handle_from(creation: Future, meta: dict):
+    from raycompat.actor import ActorHandle
+
+    return ActorHandle(meta["actor_id"], creation, meta["class_name"], meta["methods"], meta["is_async"],
+                       meta.get("name"), meta.get("namespace"))
+
+
+def _caller_for(handle) -> Caller:
+    client = handle._creation.client
+    key = (handle._actor_id, client.id)
+    caller = _callers.get(key)
+    if caller is None:
+        with _callers_lock:
+            caller = _callers.get(key)
+            if caller is None:
+                caller = Caller(client, handle._actor_id, handle._creation, handle._class_name)
+                _callers[key] = caller
+    return caller
+
+
+def call(handle, method: str, args, kwargs, num_returns):
+    caller = _caller_for(handle)
+    name = f"{handle._class_name}.{method}"
+    args_blob, held = _args_blob(args, kwargs, name)
+    backing = ActorResult(new_key(name), caller.client, name)
+    if handle._actor_id in _killed:
+        backing._finish("error", exception=actor_died(handle._actor_id, handle._class_name, KILLED))
+    else:
+        if held:
+            backing._held = held
+        caller.call(method, args_blob, num_returns, [backing])
+    if num_returns == 1:
+        return ObjectRef(backing, None, name)
+    if num_returns == 0:
+        return None
+    return [ObjectRef(backing, i, name) for i in range(num_returns)]
+
+
+# ---------------------------------------------------------------- handles travel
+
+
+def reduce_handle(handle):
+    collected = _refs._arg_refs.get()
+    if collected is not None:
+        collected.append(handle._creation)
+    else:
+        _refs._pin(handle._creation)
+    return (
+        _rebuild_handle,
+        (handle._actor_id, handle._creation.key, handle._class_name, handle._methods, handle._is_async,
+         handle._name, handle._namespace),
+    )
+
+
+def _rebuild_handle(actor_id, creation_key, class_name, methods, is_async, name, namespace):
+    from raycompat.actor import ActorHandle
+
+    client = _session.client_for_rebind()
+    fresh = creation_key not in client.futures
+    fut = Future(creation_key, client)
+    if fresh:
+        _refs.desire(fut)
+        _refs.rebound.add(fut)
+    return ActorHandle(actor_id, fut, class_name, methods, is_async, name, namespace)
+
+
+def handle_of_shell(shell):
+    """Inside an actor: a handle to itself (``get_runtime_context().current_actor``)."""
+    from distributed import get_worker
+
+    key = next(k for k, v in get_worker().state.actors.items() if v is shell)
+    m = shell.meta
+    return _rebuild_handle(m["actor_id"], key, m["class_name"], m["methods"], m["is_async"],
+                           m.get("name"), m.get("namespace"))
+
+
+# ---------------------------------------------------------------- kill / lookup
+
+
+def kill(handle, no_restart: bool = True) -> None:
+    from raycompat.actor import ActorHandle
+
+    if not isinstance(handle, ActorHandle):
+        raise ValueError(
+            f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(handle)}."
+        )
+    _killed.add(handle._actor_id)
+    caller = _caller_for(handle)
+    caller.dead = actor_died(handle._actor_id, handle._class_name, KILLED)
+    client = caller.client
+
+    async def do_kill():
+        try:
+            address = await caller._address()
+        except Exception:  # noqa: BLE001 - never created or already gone
+            return
+        try:
+            await client.rpc(address).actor_execute(
+                actor=handle._creation.key, function="kill", args=(), kwargs={}
+            )
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+    client.sync(do_kill)
+    if handle._name is not None:
+        delete_names(client, [_variable_names(handle._namespace, handle._name)])
+
+
+def get_actor(name: str, namespace: Optional[str] = None):
+    if not isinstance(name, str) or not name:
+        raise ValueError("Please supply a non-empty value to get_actor")
+    _session.current_session()
+    client = _session.client()
+    ns = namespace or _session.current_namespace()
+    found = _lookup(client, ns, name)
+    if found is None:
+        raise ValueError(
+            f"Failed to look up actor with name '{name}'. This could because 1. You are trying to look "
+            "up a named actor you didn't create. 2. The named actor died. 3. You did not use a "
+            "namespace matching the namespace of the actor."
+        )
+    return _handle_from(*found)
+
+
+def list_named_actors(all_namespaces: bool = False):
+    _session.current_session()
+    client = _session.client()
+
+    def names(dask_scheduler):
+        ext = dask_scheduler.extensions.get("variables")
+        return [n for n in (ext.variables if ext else {}) if n.startswith("raycompat/")]
+
+    ns_now = _session.current_namespace()
+    out = []
+    for full in client.run_on_scheduler(names):
+        _, ns, name = full.split("/", 2)
+        if all_namespaces:
+            out.append({"name": name, "namespace": ns})
+        elif ns == ns_now:
+            out.append(name)
+    return out
+
+
+def delete_names(client, names, timeout: float = 10.0) -> None:
+    """Delete name Variables and wait until the scheduler has (deletion is a message)."""
+    import time
+
+    flat = [v for pair in names for v in pair]
+    for var in flat:
+        try:
+            distributed.Variable(var, client=client).delete()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not _existing_names(client, flat):
+                return
+        except Exception:  # noqa: BLE001 - scheduler gone: nothing left to delete
+            return
+        time.sleep(0.02)

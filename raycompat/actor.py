@@ -1,0 +1,238 @@
+"""Ray's actor API (``ray.actor``): ``ActorClass``, ``ActorHandle``, ``ActorMethod``,
+``ray.method`` and ``exit_actor``. The mapping onto Dask is in ``raycompat/_dask/actors.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import uuid
+from typing import Any, Optional
+
+from raycompat import exceptions as rex
+
+actor_options_names = (
+    "label_selector", "fallback_strategy", "accelerator_type", "memory", "name", "num_cpus",
+    "num_gpus", "object_store_memory", "placement_group", "placement_group_bundle_index",
+    "placement_group_capture_child_tasks", "resources", "runtime_env", "scheduling_strategy",
+    "enable_task_events", "_labels", "concurrency_groups", "enable_tensor_transport", "lifetime",
+    "max_concurrency", "max_restarts", "max_task_retries", "max_pending_calls", "namespace",
+    "get_if_exists", "allow_out_of_order_execution", "_actor_generator_backpressure_num_objects",
+)
+
+
+def validate_actor_options(options: dict) -> None:
+    for k, v in options.items():
+        if k not in actor_options_names:
+            raise ValueError(
+                f"Invalid option keyword {k} for actors. Valid ones are {list(actor_options_names)}."
+            )
+    if options.get("lifetime") not in (None, "detached", "non_detached"):
+        raise ValueError("actor `lifetime` argument must be one of 'detached', 'non_detached' and 'None'.")
+    mc = options.get("max_concurrency")
+    if mc is not None and (not isinstance(mc, int) or mc < 1):
+        raise ValueError("max_concurrency must be >= 1")
+    for k in ("num_cpus", "num_gpus"):
+        v = options.get(k)
+        if v is not None and (not isinstance(v, (int, float)) or v < 0):
+            raise ValueError(f"The quantity of resource {k} cannot be negative")
+    if options.get("name") is not None and not isinstance(options["name"], str):
+        raise TypeError(f"The type of keyword 'name' must be {(str, type(None))}")
+    if options.get("name") == "":
+        raise ValueError("Actor name cannot be an empty string.")
+
+
+def method(*args, **kwargs):
+    """``@ray.method(num_returns=N)``: per-method defaults for actor calls."""
+    valid = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions",
+             "enable_task_events", "tensor_transport", "_generator_backpressure_num_objects"}
+
+    def annotate(fn):
+        if "num_returns" in kwargs:
+            fn.__ray_num_returns__ = kwargs["num_returns"]
+        if "concurrency_group" in kwargs:
+            fn.__ray_concurrency_group__ = kwargs["concurrency_group"]
+        return fn
+
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return args[0]
+    for k in kwargs:
+        assert k in valid, f"Unexpected keyword argument to @ray.method: '{k}'"
+    return annotate
+
+
+def exit_actor():
+    """End the current actor from inside one of its methods (Ray's ``exit_actor``)."""
+    from raycompat._dask import context
+    from raycompat._dask.actors import ActorExit
+
+    ctx = context.current_task()
+    if ctx is None or getattr(ctx, "actor", None) is None:
+        raise TypeError("exit_actor API is called on a non-actor worker, a driver or a task.")
+    raise ActorExit()
+
+
+class _MethodMeta:
+    __slots__ = ("name", "num_returns", "signature")
+
+    def __init__(self, name, fn):
+        self.name = name
+        self.num_returns = getattr(fn, "__ray_num_returns__", 1)
+        try:
+            sig = inspect.signature(fn)
+            params = list(sig.parameters.values())[1:]  # drop self
+            self.signature = sig.replace(parameters=params)
+        except (TypeError, ValueError):
+            self.signature = None
+
+
+class ActorClass:
+    """What ``@ray.remote`` makes of a class: call ``.remote()`` to start an actor."""
+
+    def __init__(self, cls, options: dict):
+        validate_actor_options(options)
+        self.__ray_actor_class__ = cls
+        self._default_options = dict(options)
+        self._class_name = cls.__name__
+        self._methods = {
+            name: _MethodMeta(name, fn)
+            for name, fn in inspect.getmembers(cls, predicate=lambda m: inspect.isfunction(m) or inspect.ismethod(m))
+            if not name.startswith("__") or name in ("__call__",)
+        }
+        self._is_async = any(
+            inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+            for _, fn in inspect.getmembers(cls, predicate=inspect.isfunction)
+        )
+        self._cls_blob = None
+        self.__doc__ = cls.__doc__
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__module__ = cls.__module__
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            "Actors cannot be instantiated directly. "
+            f"Instead of '{self._class_name}()', use '{self._class_name}.remote()'."
+        )
+
+    def __init_subclass__(cls, **kwargs):
+        raise rex.RayError("ActorClassInheritanceException: inheriting from an ActorClass is not allowed")
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cls_blob"] = None
+        return state
+
+    def remote(self, *args, **kwargs) -> "ActorHandle":
+        return self._remote(args, kwargs, self._default_options)
+
+    def options(self, **options):
+        validate_actor_options(options)
+        merged = {**self._default_options, **options}
+        parent = self
+
+        class ActorOptionWrapper:
+            def remote(self, *args, **kwargs):
+                return parent._remote(args, kwargs, merged)
+
+            def bind(self, *args, **kwargs):
+                raise NotImplementedError("raycompat does not support ray.dag (.bind) yet.")
+
+        return ActorOptionWrapper()
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("raycompat does not support ray.dag (.bind) yet.")
+
+    def _remote(self, args, kwargs, options) -> "ActorHandle":
+        from raycompat._dask import actor_api
+
+        init = getattr(self.__ray_actor_class__, "__init__", None)
+        if init is not None and init is not object.__init__:
+            try:
+                sig = inspect.signature(init)
+                sig.replace(parameters=list(sig.parameters.values())[1:]).bind(*args, **kwargs)
+            except (TypeError, ValueError) as e:
+                if isinstance(e, TypeError):
+                    raise TypeError(str(e)) from None
+        return actor_api.create(self, args, kwargs, options)
+
+
+class ActorMethod:
+    """``handle.method``: call ``.remote()`` on it."""
+
+    def __init__(self, handle: "ActorHandle", meta: _MethodMeta, num_returns=None):
+        self._handle = handle
+        self._meta = meta
+        self._num_returns = meta.num_returns if num_returns is None else num_returns
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(
+            "Actor methods cannot be called directly. Instead "
+            f"of running 'object.{self._meta.name}()', try "
+            f"'object.{self._meta.name}.remote()'."
+        )
+
+    def remote(self, *args, **kwargs):
+        if self._meta.signature is not None:
+            try:
+                self._meta.signature.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(str(e)) from None
+        from raycompat._dask import actor_api
+
+        return actor_api.call(self._handle, self._meta.name, args, kwargs, self._num_returns)
+
+    def options(self, **options):
+        num_returns = options.get("num_returns", self._num_returns)
+        return ActorMethod(self._handle, self._meta, num_returns)
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("raycompat does not support ray.dag (.bind) yet.")
+
+
+_BUILTIN_METHODS = ("__ray_ready__", "__ray_call__", "__ray_terminate__")
+
+
+class ActorHandle:
+    """A handle to an actor (Ray's ``ActorHandle``): picklable, hashable by actor id."""
+
+    def __init__(self, actor_id: str, creation_future, class_name: str, methods: dict, is_async: bool,
+                 name: Optional[str] = None, namespace: Optional[str] = None):
+        self._actor_id = actor_id
+        self._creation = creation_future
+        self._class_name = class_name
+        self._methods = methods
+        self._is_async = is_async
+        self._name = name
+        self._namespace = namespace
+
+    def __getattr__(self, item):
+        if item.startswith("_") and item not in _BUILTIN_METHODS:
+            raise AttributeError(f"'ActorHandle' object has no attribute '{item}'")
+        meta = self._methods.get(item)
+        if meta is None and item in _BUILTIN_METHODS:
+            meta = _MethodMeta.__new__(_MethodMeta)
+            meta.name, meta.num_returns, meta.signature = item, 1, None
+        if meta is None:
+            raise AttributeError(f"'ActorHandle' object has no attribute '{item}'")
+        return ActorMethod(self, meta)
+
+    def __eq__(self, other):
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self):
+        return hash(self._actor_id)
+
+    def __repr__(self):
+        return f"Actor({self._class_name}, {self._actor_id})"
+
+    def __reduce__(self):
+        from raycompat._dask import actor_api
+
+        return actor_api.reduce_handle(self)
+
+    def _actor_id_hex(self):
+        return self._actor_id
+
+
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]

@@ -1,0 +1,235 @@
+"""Actors: creation, ordered calls, results as real ObjectRefs, concurrency, names, kill.
+
+Runs on raycompat (CI) and on real Ray 2.60 (see README)."""
+
+import asyncio
+import time
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def Counter(ray):
+    @ray.remote
+    class Counter:
+        def __init__(self, start=0):
+            self.count = start
+
+        def increment(self, by=1):
+            self.count += by
+            return self.count
+
+        def get(self):
+            return self.count
+
+        def fail(self):
+            raise KeyError("boom")
+
+        def pair(self):
+            return self.count, -self.count
+
+    return Counter
+
+
+def test_seed_counter(ray, Counter):
+    counter = Counter.remote()
+    assert ray.get(counter.increment.remote()) == 1
+
+
+def test_calls_from_one_caller_run_in_order(ray, Counter):
+    c = Counter.remote()
+    refs = [c.increment.remote() for _ in range(500)]
+    assert ray.get(refs) == list(range(1, 501))
+
+
+def test_direct_instantiation_and_call_raise(ray, Counter):
+    with pytest.raises(TypeError, match=r"Actors cannot be instantiated directly. Instead of 'Counter\(\)', use 'Counter.remote\(\)'."):
+        Counter()
+    c = Counter.remote()
+    with pytest.raises(TypeError, match=r"Actor methods cannot be called directly. Instead of running 'object.get\(\)', try 'object.get.remote\(\)'."):
+        c.get()
+    with pytest.raises(AttributeError):
+        c.nosuch
+
+
+def test_constructor_args_top_level_refs_resolved(ray, Counter):
+    c = Counter.remote(ray.put(10))
+    assert ray.get(c.increment.remote(ray.put(5))) == 15
+
+
+def test_actor_results_are_full_object_refs(ray, Counter):
+    c = Counter.remote()
+
+    @ray.remote
+    def double(x):
+        return 2 * x
+
+    r = c.increment.remote(3)
+    task_ref = double.remote(r)  # an actor result passed to a task
+    ready, rest = ray.wait([r, task_ref], num_returns=2, timeout=60)
+    assert set(ready) == {r, task_ref} and rest == []
+    assert ray.get([r, task_ref]) == [3, 6]
+
+    @ray.remote
+    def nested(lst):
+        return ray.get(lst[0]) + 1
+
+    assert ray.get(nested.remote([c.increment.remote()])) == 5
+
+
+def test_method_error_keeps_actor_alive(ray, Counter):
+    c = Counter.remote()
+    with pytest.raises(KeyError) as e:
+        ray.get(c.fail.remote())
+    assert isinstance(e.value, ray.exceptions.RayTaskError)
+    assert "Counter.fail" in str(e.value)
+    assert ray.get(c.increment.remote()) == 1
+
+
+def test_constructor_failure_surfaces_on_first_call(ray):
+    @ray.remote
+    class Broken:
+        def __init__(self):
+            raise ValueError("cannot start")
+
+        def m(self):
+            return 1
+
+    b = Broken.remote()
+    with pytest.raises(ray.exceptions.ActorDiedError) as e:
+        ray.get(b.m.remote(), timeout=60)
+    assert e.value.actor_init_failed
+    assert "cannot start" in str(e.value)
+
+
+def test_num_returns(ray):
+    @ray.remote
+    class Multi:
+        @ray.method(num_returns=2)
+        def two(self):
+            return 1, 2
+
+        def three(self):
+            return 1, 2, 3
+
+    m = Multi.remote()
+    a, b = m.two.remote()
+    assert ray.get([a, b]) == [1, 2]
+    assert ray.get(m.three.options(num_returns=3).remote()) == [1, 2, 3]
+
+
+def test_handles_passed_to_tasks_and_actors(ray, Counter):
+    c = Counter.remote()
+
+    @ray.remote
+    def bump(handle, n):
+        return ray.get([handle.increment.remote() for _ in range(n)])[-1]
+
+    assert ray.get(bump.remote(c, 5)) == 5
+    assert ray.get(c.get.remote()) == 5
+
+
+def test_max_concurrency_threads(ray):
+    @ray.remote(max_concurrency=4)
+    class Sleeper:
+        def nap(self):
+            time.sleep(0.5)
+            return time.time()
+
+    s = Sleeper.remote()
+    ray.get(s.nap.remote())
+    start = time.time()
+    ray.get([s.nap.remote() for _ in range(8)])
+    assert time.time() - start < 2.0  # 8 x 0.5 s on 4 threads, not 4 s
+
+
+def test_async_actor_interleaves(ray):
+    @ray.remote
+    class AsyncWaiter:
+        async def wait(self, t):
+            await asyncio.sleep(t)
+            return t
+
+    a = AsyncWaiter.remote()
+    ray.get(a.wait.remote(0))
+    start = time.time()
+    assert ray.get([a.wait.remote(0.5) for _ in range(20)]) == [0.5] * 20
+    assert time.time() - start < 3.0
+
+
+def test_actors_do_not_block_each_other(ray):
+    @ray.remote(num_cpus=0)
+    class Slow:
+        def nap(self, t):
+            time.sleep(t)
+            return t
+
+    actors = [Slow.remote() for _ in range(3)]
+    ray.get([a.nap.remote(0) for a in actors])
+    start = time.time()
+    ray.get([a.nap.remote(1.0) for a in actors])
+    assert time.time() - start < 2.5
+
+
+def test_named_actor(ray, Counter):
+    c = Counter.options(name="named-counter").remote(100)
+    assert ray.get(c.increment.remote()) == 101
+    again = ray.get_actor("named-counter")
+    assert ray.get(again.increment.remote()) == 102
+    with pytest.raises(ValueError):
+        Counter.options(name="named-counter").remote()
+    same = Counter.options(name="named-counter", get_if_exists=True).remote(99)
+    assert ray.get(same.get.remote()) == 102
+    with pytest.raises(ValueError, match="Failed to look up actor with name 'nope'"):
+        ray.get_actor("nope")
+    ray.kill(c)
+    with pytest.raises(ValueError):
+        ray.get_actor("named-counter")
+
+
+def test_kill_and_terminate(ray, Counter):
+    c = Counter.remote()
+    assert ray.get(c.increment.remote()) == 1
+    ray.kill(c)
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        ray.get(c.increment.remote(), timeout=60)
+    ray.kill(c)  # twice is fine
+
+    d = Counter.remote()
+    ray.get(d.increment.remote())
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(d.__ray_terminate__.remote(), timeout=60)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(d.increment.remote(), timeout=60)
+
+    with pytest.raises(ValueError):
+        ray.kill(ray.put(1))
+
+
+def test_exit_actor(ray):
+    @ray.remote
+    class Quitter:
+        def quit(self):
+            ray.actor.exit_actor()
+
+        def ping(self):
+            return "pong"
+
+    q = Quitter.remote()
+    assert ray.get(q.ping.remote()) == "pong"
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        ray.get(q.quit.remote(), timeout=60)
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        ray.get(q.ping.remote(), timeout=60)
+
+
+def test_runtime_context_in_actor(ray):
+    @ray.remote
+    class Who:
+        def ids(self):
+            ctx = ray.get_runtime_context()
+            return ctx.get_actor_id()
+
+    w = Who.remote()
+    assert ray.get(w.ids.remote()) is not None
+    assert ray.get_runtime_context().get_actor_id() is None
