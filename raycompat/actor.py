@@ -112,7 +112,7 @@ class ActorClass:
     def __call__(self, *args, **kwargs):
         raise TypeError(
             "Actors cannot be instantiated directly. "
-            f"Instead of '{self._class_name}()', use '{self._class_name}.remote()'."
+            f"Instead of '{self.__qualname__}()', use '{self.__qualname__}.remote()'."
         )
 
     def __init_subclass__(cls, **kwargs):

@@ -43,7 +43,8 @@ def test_calls_from_one_caller_run_in_order(ray, Counter):
 
 
 def test_direct_instantiation_and_call_raise(ray, Counter):
-    with pytest.raises(TypeError, match=r"Actors cannot be instantiated directly. Instead of 'Counter\(\)', use 'Counter.remote\(\)'."):
+    # Ray names the class by its __qualname__ ('Counter.<locals>.Counter' here).
+    with pytest.raises(TypeError, match=r"Actors cannot be instantiated directly. Instead of '(\S*\.)?Counter\(\)', use '(\S*\.)?Counter.remote\(\)'."):
         Counter()
     c = Counter.remote()
     with pytest.raises(TypeError, match=r"Actor methods cannot be called directly. Instead of running 'object.get\(\)', try 'object.get.remote\(\)'."):
