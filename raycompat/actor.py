@@ -205,6 +205,7 @@ class ActorHandle:
         self._is_async = is_async
         self._name = name
         self._namespace = namespace
+        self._caller = None  # this process's channel to the actor, made on first call
 
     def __getattr__(self, item):
         if item.startswith("_") and item not in _BUILTIN_METHODS:

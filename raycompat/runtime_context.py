@@ -92,7 +92,8 @@ class RuntimeContext:
 
     @property
     def was_current_actor_reconstructed(self) -> bool:
-        return False
+        a = self._actor()
+        return bool(a is not None and a.meta.get("reconstructed"))
 
     @property
     def current_actor(self):

@@ -234,3 +234,71 @@ def test_runtime_context_in_actor(ray):
     w = Who.remote()
     assert ray.get(w.ids.remote()) is not None
     assert ray.get_runtime_context().get_actor_id() is None
+
+
+def test_actor_restarts_after_worker_death(ray):
+    import os
+
+    @ray.remote(max_restarts=1)
+    class Fragile:
+        def __init__(self):
+            self.n = 0
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+        def die(self):
+            os._exit(1)
+
+        def reconstructed(self):
+            return ray.get_runtime_context().was_current_actor_reconstructed
+
+    a = Fragile.remote()
+    assert ray.get(a.incr.remote()) == 1
+    assert ray.get(a.reconstructed.remote()) is False
+    # Ray 2.60 (verified): the call in flight when the process dies raises
+    # ActorUnavailableError while restarts remain; the actor comes back with its
+    # constructor's state; once restarts are used up, ActorDiedError.
+    with pytest.raises(ray.exceptions.ActorUnavailableError):
+        ray.get(a.die.remote(), timeout=60)
+    assert ray.get(a.incr.remote(), timeout=60) == 1
+    assert ray.get(a.reconstructed.remote()) is True
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(a.die.remote(), timeout=60)
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        ray.get(a.incr.remote(), timeout=60)
+
+
+def test_actor_without_restarts_dies_with_its_worker(ray):
+    import os
+
+    @ray.remote
+    class Fragile:
+        def die(self):
+            os._exit(1)
+
+        def ping(self):
+            return "pong"
+
+    a = Fragile.remote()
+    assert ray.get(a.ping.remote()) == "pong"
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        ray.get(a.die.remote(), timeout=60)
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        ray.get(a.ping.remote(), timeout=60)
+
+
+def test_max_task_retries_resends_the_call(ray, tmp_path):
+    import os
+
+    @ray.remote(max_restarts=1, max_task_retries=1)
+    class OnceFragile:
+        def die_once(self, path):
+            if not os.path.exists(path):
+                open(path, "w").write("x")
+                os._exit(1)
+            return "survived"
+
+    a = OnceFragile.remote()
+    assert ray.get(a.die_once.remote(str(tmp_path / "m")), timeout=60) == "survived"

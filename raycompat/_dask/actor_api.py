@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+import weakref
 from typing import Optional
 
 import cloudpickle
@@ -20,10 +21,12 @@ from distributed import Future
 from raycompat import exceptions as rex
 from raycompat._dask import refs as _refs
 from raycompat._dask import session as _session
-from raycompat._dask.actors import ActorResult, Caller, Shell, actor_died, new_key, KILLED
+from raycompat._dask.actors import KILLED, ActorResult, Caller, Recipe, Shell, actor_died, new_key
 from raycompat._dask.refs import ObjectRef
 
-_callers: dict = {}
+#: One Caller per (actor, client) in this process, held strongly by the handles only: when
+#: the last handle goes, so does the Caller and its creation future, and Dask drops the actor.
+_callers: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
 _callers_lock = threading.Lock()
 _killed: set = set()
 
@@ -111,6 +114,13 @@ def create(actor_class, args, kwargs, options: dict):
     )
     if held:
         creation.add_done_callback(lambda _f, _h=held: _h.clear())
+    recipe = None
+    if options.get("max_restarts") or options.get("max_task_retries"):
+        recipe = Recipe(actor_class._cls_blob, args_blob, meta, placement,
+                        options.get("max_restarts") or 0, options.get("max_task_retries") or 0)
+    caller = Caller(client, actor_id, creation, meta["class_name"], recipe)
+    with _callers_lock:
+        _callers[(actor_id, client.id)] = caller
     if name is not None:
         var_name, meta_name = _variable_names(namespace, name)
         distributed.Variable(meta_name, client=client).set(meta)
@@ -119,8 +129,10 @@ def create(actor_class, args, kwargs, options: dict):
             session = _session.current_session(auto_init=False)
             if session is not None:
                 session.named_actors.append((var_name, meta_name))
-    return ActorHandle(actor_id, creation, meta["class_name"], meta["methods"], meta["is_async"],
-                       name, namespace)
+    handle = ActorHandle(actor_id, creation, meta["class_name"], meta["methods"], meta["is_async"],
+                         name, namespace)
+    handle._caller = caller
+    return handle
 
 
 def _handle_from(creation: Future, meta: dict):
@@ -131,15 +143,17 @@ def _handle_from(creation: Future, meta: dict):
 
 
 def _caller_for(handle) -> Caller:
+    caller = handle._caller
+    if caller is not None:
+        return caller
     client = handle._creation.client
     key = (handle._actor_id, client.id)
-    caller = _callers.get(key)
-    if caller is None:
-        with _callers_lock:
-            caller = _callers.get(key)
-            if caller is None:
-                caller = Caller(client, handle._actor_id, handle._creation, handle._class_name)
-                _callers[key] = caller
+    with _callers_lock:
+        caller = _callers.get(key)
+        if caller is None:
+            caller = Caller(client, handle._actor_id, handle._creation, handle._class_name)
+            _callers[key] = caller
+    handle._caller = caller
     return caller
 
 
@@ -165,16 +179,23 @@ def call(handle, method: str, args, kwargs, num_returns):
 
 
 def reduce_handle(handle):
+    creation = current_creation(handle)
     collected = _refs._arg_refs.get()
     if collected is not None:
-        collected.append(handle._creation)
+        collected.append(creation)
     else:
-        _refs._pin(handle._creation)
+        _refs._pin(creation)
     return (
         _rebuild_handle,
-        (handle._actor_id, handle._creation.key, handle._class_name, handle._methods, handle._is_async,
+        (handle._actor_id, creation.key, handle._class_name, handle._methods, handle._is_async,
          handle._name, handle._namespace),
     )
+
+
+def current_creation(handle):
+    """The creation future of the actor's current incarnation (it changes on restart)."""
+    caller = handle._caller or _callers.get((handle._actor_id, handle._creation.client.id))
+    return caller.creation if caller is not None else handle._creation
 
 
 def _rebuild_handle(actor_id, creation_key, class_name, methods, is_async, name, namespace):
@@ -211,7 +232,7 @@ def kill(handle, no_restart: bool = True) -> None:
         )
     _killed.add(handle._actor_id)
     caller = _caller_for(handle)
-    caller.dead = actor_died(handle._actor_id, handle._class_name, KILLED)
+    caller.killed = True
     client = caller.client
 
     async def do_kill():
@@ -221,12 +242,13 @@ def kill(handle, no_restart: bool = True) -> None:
             return
         try:
             await client.rpc(address).actor_execute(
-                actor=handle._creation.key, function="kill", args=(), kwargs={}
+                actor=caller.creation.key, function="kill", args=(), kwargs={}
             )
         except Exception:  # noqa: BLE001 - already gone
             pass
 
     client.sync(do_kill)
+    caller.dead = actor_died(handle._actor_id, handle._class_name, KILLED)
     if handle._name is not None:
         delete_names(client, [_variable_names(handle._namespace, handle._name)])
 

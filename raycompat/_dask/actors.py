@@ -119,6 +119,16 @@ class Shell:
         )
         fut.result()
 
+    def __del__(self):
+        # Dask drops the shell when no client wants the actor any more: stop its threads.
+        try:
+            if self.is_async:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            elif self.executor is not None:
+                self.executor.shutdown(wait=False)
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
     def _construct(self, cls_blob, args_blob):
         ctx = self._context("__init__")
         prev = _context.set_current_task(ctx)
@@ -377,14 +387,35 @@ def _reraise(exc):
     raise exc
 
 
-class Caller:
-    """One process's channel to one actor: numbering, batching, sending, replies."""
+class Recipe:
+    """How the creating process re-creates an actor (``max_restarts``)."""
 
-    def __init__(self, client, actor_id: str, creation_future, class_name: str):
+    def __init__(self, cls_blob, args_blob, meta, placement, max_restarts, max_task_retries):
+        self.cls_blob = cls_blob
+        self.args_blob = args_blob
+        self.meta = meta
+        self.placement = placement
+        self.restarts_left = max_restarts or 0
+        self.max_task_retries = max_task_retries or 0
+
+
+class Caller:
+    """One process's channel to one actor: numbering, batching, sending, replies.
+
+    If the actor's worker dies, the process that created the actor (the one holding its
+    ``Recipe``) re-creates it while ``max_restarts`` allows, by running the constructor
+    again on a live worker, as Ray does; the calls that were in flight fail with
+    ``ActorUnavailableError``, or are sent again to the new actor while
+    ``max_task_retries`` allows. Other processes' handles see ``ActorDiedError``.
+    """
+
+    def __init__(self, client, actor_id: str, creation_future, class_name: str, recipe=None):
         self.client = client
         self.actor_id = actor_id
         self.class_name = class_name
         self.creation = creation_future
+        self.recipe: Optional[Recipe] = recipe
+        self.incarnation = 0
         self.caller_id = f"{client.id}/{uuid.uuid4().hex[:8]}"
         self.seq = 0
         self.pending: list = []
@@ -392,11 +423,15 @@ class Caller:
         self.lock = threading.Lock()
         self.address: Optional[str] = None
         self.dead: Optional[BaseException] = None
+        self.killed = False
         self.inflight: set = set()
+        self.restart_lock: Optional[asyncio.Lock] = None
 
-    def call(self, method: str, args_blob, num_returns: int, results: list) -> None:
+    def call(self, method: str, args_blob, num_returns: int, results: list, retries_left=None) -> None:
+        if retries_left is None:
+            retries_left = self.recipe.max_task_retries if self.recipe is not None else 0
         with self.lock:
-            self.pending.append((method, args_blob, num_returns, results))
+            self.pending.append((method, args_blob, num_returns, results, retries_left))
             if not self.flush_scheduled:
                 self.flush_scheduled = True
                 self.client.loop.add_callback(self._flush)
@@ -407,56 +442,110 @@ class Caller:
             self.flush_scheduled = False
             first = self.seq
             self.seq += len(batch)
+            caller_id, incarnation = self.caller_id, self.incarnation
         if not batch:
             return
-        task = asyncio.ensure_future(self._send(first, batch))
+        task = asyncio.ensure_future(self._send(caller_id, incarnation, first, batch))
         self.inflight.add(task)
         task.add_done_callback(self.inflight.discard)
 
     async def _address(self) -> str:
         if self.address is None:
-            await self.creation._state.wait()
-            if self.creation.status != "finished":
-                exc = self.creation._state.exception
+            creation = self.creation
+            await creation._state.wait()
+            if creation.status != "finished":
+                exc = creation._state.exception
                 if isinstance(exc, rex.RayError):
                     raise exc
                 raise actor_died(self.actor_id, self.class_name, f"The actor could not be created: {exc!r}")
-            who = await self.client.scheduler.who_has(keys=[self.creation.key])
-            addrs = who.get(self.creation.key) or []
+            who = await self.client.scheduler.who_has(keys=[creation.key])
+            addrs = who.get(creation.key) or []
             if not addrs:
-                raise actor_died(self.actor_id, self.class_name, "The actor's worker is gone.")
+                raise _WorkerLost("the actor's worker is gone")
             self.address = addrs[0]
         return self.address
 
-    async def _send(self, first: int, batch: list) -> None:
+    async def _send(self, caller_id: str, incarnation: int, first: int, batch: list) -> None:
         try:
             if self.dead is not None:
                 raise self.dead
             address = await self._address()
-            blob = cloudpickle.dumps(
-                (self.caller_id, first, [(m, a, n) for m, a, n, _ in batch]), protocol=5
-            )
-            reply = await self.client.rpc(address).actor_execute(
-                actor=self.creation.key, function="call_batch", args=(blob,), kwargs={}
-            )
+            blob = cloudpickle.dumps((caller_id, first, [(m, a, n) for m, a, n, _, _ in batch]), protocol=5)
+            try:
+                reply = await self.client.rpc(address).actor_execute(
+                    actor=self.creation.key, function="call_batch", args=(blob,), kwargs={}
+                )
+            except (OSError, EnvironmentError) as e:
+                raise _WorkerLost(f"{type(e).__name__}: {e}") from None
             if reply["status"] != "OK":
-                raise reply.get("exception") or RuntimeError(str(reply))
+                exc = reply.get("exception")
+                if isinstance(exc, KeyError):  # the worker no longer has the actor
+                    raise _WorkerLost("the actor's worker restarted")
+                raise exc or RuntimeError(str(reply))
             results = pickle.loads(reply["result"])
+        except _WorkerLost as lost:
+            await self._on_worker_lost(incarnation, batch, str(lost))
+            return
         except rex.RayError as e:
-            self.dead = e if isinstance(e, rex.RayActorError) else self.dead
+            if isinstance(e, rex.RayActorError):
+                self.dead = e
             results = [("dead", e)] * len(batch)
-        except Exception as e:  # noqa: BLE001 - the worker or its actor is gone
-            self.dead = actor_died(
-                self.actor_id, self.class_name,
-                f"The actor is dead because its worker process has died ({type(e).__name__}: {e}).",
-            )
+        except Exception as e:  # noqa: BLE001 - anything else ends the actor for this caller
+            self.dead = actor_died(self.actor_id, self.class_name, f"The actor failed: {type(e).__name__}: {e}")
             results = [("dead", self.dead)] * len(batch)
-        for (method, _, num_returns, refs), (status, value) in zip(batch, results):
+        for (_, _, _, refs, _), (status, value) in zip(batch, results):
             for ref in refs:
                 if status == "ok":
                     ref._finish("finished", value)
                 else:
                     ref._finish("error", exception=value)
+
+    async def _on_worker_lost(self, incarnation: int, batch: list, why: str) -> None:
+        if self.restart_lock is None:
+            self.restart_lock = asyncio.Lock()
+        async with self.restart_lock:
+            if self.incarnation == incarnation and self.dead is None:
+                recipe = self.recipe
+                if recipe is None or recipe.restarts_left == 0 or self.killed:
+                    self.dead = actor_died(
+                        self.actor_id, self.class_name,
+                        f"The actor is dead because its worker process has died ({why}).",
+                    )
+                else:
+                    if recipe.restarts_left > 0:
+                        recipe.restarts_left -= 1
+                    self._recreate()
+        for method, args_blob, num_returns, refs, retries_left in batch:
+            if self.dead is not None:
+                for ref in refs:
+                    ref._finish("error", exception=self.dead)
+            elif retries_left != 0:
+                self.call(method, args_blob, num_returns, refs, retries_left - 1 if retries_left > 0 else -1)
+            else:
+                err = rex.ActorUnavailableError(
+                    self.actor_id,
+                    f"The actor {self.actor_id} is unavailable: its worker died ({why}). The task may or "
+                    "may not have been executed on the actor.",
+                )
+                for ref in refs:
+                    ref._finish("error", exception=err)
+
+    def _recreate(self) -> None:
+        recipe = self.recipe
+        meta = dict(recipe.meta, reconstructed=True)
+        self.creation = self.client.submit(
+            Shell, recipe.cls_blob, recipe.args_blob, meta,
+            actor=True, key=new_key(self.class_name), pure=False, **recipe.placement,
+        )
+        with self.lock:
+            self.incarnation += 1
+            self.address = None
+            self.caller_id = f"{self.client.id}/{uuid.uuid4().hex[:8]}"
+            self.seq = 0
+
+
+class _WorkerLost(Exception):
+    pass
 
 
 def _terminate_now(client, creation_key, address) -> None:

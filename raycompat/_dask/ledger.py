@@ -42,6 +42,7 @@ class Ledger:
         #: What this process holds, mirrored in ``held-<pid>`` so that the holdings of
         #: a worker process that dies mid-task (os._exit, OOM kill) are reclaimed.
         self._held = [0.0] * len(self.names)
+        self._held_fd: "int | None" = None
 
     @classmethod
     def create(cls, directory: str, totals: dict[str, float]) -> "Ledger":
@@ -88,12 +89,12 @@ class Ledger:
         return os.path.join(self._dir, f"held-{pid}")
 
     def _write_held(self) -> None:
-        path = self._held_path(os.getpid())
-        if any(abs(h) > _EPS for h in self._held):
-            with open(path, "w") as f:
-                json.dump(self._held, f)
-        elif os.path.exists(path):
-            os.unlink(path)
+        # One small file per process, opened once and rewritten in place: a pwrite per
+        # change, no file creation or JSON on the hot path.
+        if self._held_fd is None or self._held_pid != os.getpid():
+            self._held_fd = os.open(self._held_path(os.getpid()), os.O_RDWR | os.O_CREAT, 0o600)
+            self._held_pid = os.getpid()
+        os.pwrite(self._held_fd, struct.pack(self._fmt, *self._held), 0)
 
     def _reclaim_dead(self, values: list) -> bool:
         """Give back what dead processes held (caller holds the lock); True if any."""
@@ -106,10 +107,10 @@ class Ledger:
                 continue
             path = os.path.join(self._dir, name)
             try:
-                with open(path) as f:
-                    held = json.load(f)
+                with open(path, "rb") as f:
+                    held = struct.unpack(self._fmt, f.read(8 * len(self.names)))
                 os.unlink(path)
-            except (OSError, ValueError):
+            except (OSError, struct.error):
                 continue
             for i, h in enumerate(held):
                 values[i] += h

@@ -17,6 +17,8 @@ import cloudpickle
 from dask.sizeof import sizeof
 from distributed.protocol.serialize import dask_deserialize, dask_serialize
 
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes})
+
 #: Buffers smaller than this stay in band: out-of-band frames cost a few microseconds each.
 _MIN_OOB_BYTES = 64 * 1024
 
@@ -34,6 +36,8 @@ class Sealed:
     def seal(cls, value, copy: bool = False) -> "Sealed":
         """Pickle ``value``; ``copy`` detaches large buffers from the caller's objects
         (``put`` must not see later mutations; a finished task's result need not)."""
+        if type(value) in _PLAIN:  # the common tiny result: skip building a cloudpickler
+            return cls(pickle.dumps(value, protocol=5), ())
         buffers = []
 
         def keep_large(buf: pickle.PickleBuffer):
