@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 import inspect as _inspect
 
-from raycompat import actor, exceptions
+from raycompat import actor, exceptions, util
 from raycompat.actor import ActorClass, ActorHandle, method
 from raycompat._dask.api import cancel, get, put, wait
 from raycompat._dask.cluster_info import available_resources, cluster_resources, nodes
@@ -107,5 +107,6 @@ __all__ = [
     "put",
     "remote",
     "shutdown",
+    "util",
     "wait",
 ]

@@ -66,7 +66,7 @@ def _lookup(client, namespace: str, name: str):
     if _existing_names(client, (var_name, meta_name)) != {var_name, meta_name}:
         return None
     fut = distributed.Variable(var_name, client=client).get(timeout=30)
-    meta = distributed.Variable(meta_name, client=client).get(timeout=30)
+    meta = cloudpickle.loads(distributed.Variable(meta_name, client=client).get(timeout=30))
     return fut, meta
 
 
@@ -123,7 +123,7 @@ def create(actor_class, args, kwargs, options: dict):
         _callers[(actor_id, client.id)] = caller
     if name is not None:
         var_name, meta_name = _variable_names(namespace, name)
-        distributed.Variable(meta_name, client=client).set(meta)
+        distributed.Variable(meta_name, client=client).set(cloudpickle.dumps(meta))
         distributed.Variable(var_name, client=client).set(creation)
         if options.get("lifetime") != "detached":
             session = _session.current_session(auto_init=False)

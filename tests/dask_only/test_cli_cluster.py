@@ -163,3 +163,51 @@ def test_init_with_client_and_cluster_objects(cli_cluster):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK" in proc.stdout
+
+
+def test_named_actors_are_cluster_wide_and_detached_outlive_their_driver(cli_cluster):
+    creator = run_script(
+        f"""
+        import raycompat as ray
+        ray.init(address="{cli_cluster.address}", namespace="shared")
+        @ray.remote
+        class Store:
+            def __init__(self):
+                self.v = 0
+            def put(self, v):
+                self.v = v
+                return v
+            def get(self):
+                return self.v
+        d = Store.options(name="kept", lifetime="detached").remote()
+        t = Store.options(name="temporary").remote()
+        assert ray.get(d.put.remote(41)) == 41
+        assert ray.get(t.put.remote(7)) == 7
+        assert sorted(ray.util.list_named_actors()) == ["kept", "temporary"]
+        ray.shutdown()
+        print("OK")
+        """
+    )
+    assert creator.returncode == 0, creator.stderr[-3000:]
+    other = run_script(
+        f"""
+        import raycompat as ray
+        ray.init(address="{cli_cluster.address}", namespace="shared")
+        kept = ray.get_actor("kept")
+        assert ray.get(kept.get.remote()) == 41, "the detached actor kept its state"
+        try:
+            ray.get_actor("temporary")
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a non-detached actor's name goes with its driver")
+        ray.kill(kept)
+        try:
+            ray.get_actor("kept")
+        except ValueError:
+            print("OK")
+        ray.shutdown()
+        """
+    )
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert "OK" in other.stdout
