@@ -73,11 +73,12 @@ def exit_actor():
 
 
 class _MethodMeta:
-    __slots__ = ("name", "num_returns", "signature")
+    __slots__ = ("name", "num_returns", "signature", "concurrency_group")
 
     def __init__(self, name, fn):
         self.name = name
         self.num_returns = getattr(fn, "__ray_num_returns__", 1)
+        self.concurrency_group = getattr(fn, "__ray_concurrency_group__", None)
         try:
             sig = inspect.signature(fn)
             params = list(sig.parameters.values())[1:]  # drop self
@@ -197,7 +198,7 @@ class ActorHandle:
     """A handle to an actor (Ray's ``ActorHandle``): picklable, hashable by actor id."""
 
     def __init__(self, actor_id: str, creation_future, class_name: str, methods: dict, is_async: bool,
-                 name: Optional[str] = None, namespace: Optional[str] = None):
+                 name: Optional[str] = None, namespace: Optional[str] = None, concurrent: bool = False):
         self._actor_id = actor_id
         self._creation = creation_future
         self._class_name = class_name
@@ -206,6 +207,8 @@ class ActorHandle:
         self._name = name
         self._namespace = namespace
         self._caller = None  # this process's channel to the actor, made on first call
+        #: Calls may run side by side (async, max_concurrency > 1, concurrency groups).
+        self._concurrent = concurrent
 
     def __getattr__(self, item):
         if item.startswith("_") and item not in _BUILTIN_METHODS:
@@ -213,7 +216,7 @@ class ActorHandle:
         meta = self._methods.get(item)
         if meta is None and item in _BUILTIN_METHODS:
             meta = _MethodMeta.__new__(_MethodMeta)
-            meta.name, meta.num_returns, meta.signature = item, 1, None
+            meta.name, meta.num_returns, meta.signature, meta.concurrency_group = item, 1, None, None
         if meta is None:
             raise AttributeError(f"'ActorHandle' object has no attribute '{item}'")
         return ActorMethod(self, meta)

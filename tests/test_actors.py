@@ -302,3 +302,60 @@ def test_max_task_retries_resends_the_call(ray, tmp_path):
 
     a = OnceFragile.remote()
     assert ray.get(a.die_once.remote(str(tmp_path / "m")), timeout=60) == "survived"
+
+
+def test_actor_holds_explicit_resources_while_alive(ray):
+    @ray.remote(num_cpus=2)
+    class Hog:
+        def ping(self):
+            return "pong"
+
+    @ray.remote
+    def task():
+        return "ran"
+
+    hog = Hog.remote()
+    assert ray.get(hog.ping.remote()) == "pong"
+    r = task.remote()
+    # Ray: an actor created with num_cpus=2 holds both CPUs for its lifetime.
+    ready, _ = ray.wait([r], timeout=1.5)
+    assert ready == []
+    ray.kill(hog)
+    assert ray.get(r, timeout=60) == "ran"
+
+
+def test_default_actor_holds_no_cpu(ray):
+    @ray.remote
+    class Idle:
+        def ping(self):
+            return "pong"
+
+    idlers = [Idle.remote() for _ in range(3)]  # more actors than CPUs
+    assert ray.get([a.ping.remote() for a in idlers]) == ["pong"] * 3
+
+    @ray.remote
+    def task():
+        return "ran"
+
+    assert ray.get([task.remote() for _ in range(2)], timeout=60) == ["ran", "ran"]
+
+
+def test_concurrency_groups(ray):
+    @ray.remote(concurrency_groups={"io": 2})
+    class Grouped:
+        @ray.method(concurrency_group="io")
+        def slow_io(self):
+            time.sleep(0.6)
+            return "io"
+
+        def compute(self):
+            return "compute"
+
+    g = Grouped.remote()
+    ray.get(g.compute.remote())
+    start = time.time()
+    io = [g.slow_io.remote() for _ in range(2)]
+    assert ray.get(g.compute.remote(), timeout=60) == "compute"
+    assert time.time() - start < 0.5  # the default group was not stuck behind "io"
+    assert ray.get(io) == ["io", "io"]
+    assert time.time() - start < 1.1  # two io calls ran side by side

@@ -91,8 +91,28 @@ def create(actor_class, args, kwargs, options: dict):
         actor_class._cls_blob = cloudpickle.dumps(actor_class.__ray_actor_class__, protocol=5)
     actor_id = uuid.uuid4().hex[:32]
     max_concurrency = options.get("max_concurrency") or (1000 if actor_class._is_async else 1)
+    explicit = {}
+    if options.get("num_cpus") is not None:
+        explicit["CPU"] = float(options["num_cpus"])
+    if options.get("num_gpus"):
+        explicit["GPU"] = float(options["num_gpus"])
+    for k, v in (options.get("resources") or {}).items():
+        explicit[k] = float(v)
+    explicit = {k: v for k, v in explicit.items() if v > 0}
+    placement_request = explicit if (explicit or options.get("num_cpus") == 0) else {"CPU": 1.0}
+    ledger = _session.embedded_ledger()
+    if ledger is not None and not ledger.feasible(placement_request):
+        from raycompat._dask.submit import _warn_infeasible
+
+        _warn_infeasible(actor_class._class_name, placement_request, f"node totals {ledger.totals}")
+    concurrent = bool(actor_class._is_async or max_concurrency > 1 or options.get("concurrency_groups"))
     meta = {
+        "concurrent": concurrent,
         "actor_id": actor_id,
+        "placement_request": placement_request,
+        "lifetime_request": explicit,
+        "concurrency_groups": options.get("concurrency_groups") or {},
+        "method_groups": {n: m.concurrency_group for n, m in actor_class._methods.items() if m.concurrency_group},
         "class_name": actor_class._class_name,
         "is_async": actor_class._is_async,
         "max_concurrency": max_concurrency,
@@ -118,7 +138,7 @@ def create(actor_class, args, kwargs, options: dict):
     if options.get("max_restarts") or options.get("max_task_retries"):
         recipe = Recipe(actor_class._cls_blob, args_blob, meta, placement,
                         options.get("max_restarts") or 0, options.get("max_task_retries") or 0)
-    caller = Caller(client, actor_id, creation, meta["class_name"], recipe)
+    caller = Caller(client, actor_id, creation, meta["class_name"], recipe, concurrent)
     with _callers_lock:
         _callers[(actor_id, client.id)] = caller
     if name is not None:
@@ -130,7 +150,7 @@ def create(actor_class, args, kwargs, options: dict):
             if session is not None:
                 session.named_actors.append((var_name, meta_name))
     handle = ActorHandle(actor_id, creation, meta["class_name"], meta["methods"], meta["is_async"],
-                         name, namespace)
+                         name, namespace, concurrent)
     handle._caller = caller
     return handle
 
@@ -139,7 +159,7 @@ def _handle_from(creation: Future, meta: dict):
     from raycompat.actor import ActorHandle
 
     return ActorHandle(meta["actor_id"], creation, meta["class_name"], meta["methods"], meta["is_async"],
-                       meta.get("name"), meta.get("namespace"))
+                       meta.get("name"), meta.get("namespace"), meta.get("concurrent", False))
 
 
 def _caller_for(handle) -> Caller:
@@ -151,7 +171,8 @@ def _caller_for(handle) -> Caller:
     with _callers_lock:
         caller = _callers.get(key)
         if caller is None:
-            caller = Caller(client, handle._actor_id, handle._creation, handle._class_name)
+            caller = Caller(client, handle._actor_id, handle._creation, handle._class_name,
+                            concurrent=handle._concurrent)
             _callers[key] = caller
     handle._caller = caller
     return caller
@@ -188,7 +209,7 @@ def reduce_handle(handle):
     return (
         _rebuild_handle,
         (handle._actor_id, creation.key, handle._class_name, handle._methods, handle._is_async,
-         handle._name, handle._namespace),
+         handle._name, handle._namespace, handle._concurrent),
     )
 
 
@@ -198,7 +219,7 @@ def current_creation(handle):
     return caller.creation if caller is not None else handle._creation
 
 
-def _rebuild_handle(actor_id, creation_key, class_name, methods, is_async, name, namespace):
+def _rebuild_handle(actor_id, creation_key, class_name, methods, is_async, name, namespace, concurrent=False):
     from raycompat.actor import ActorHandle
 
     client = _session.client_for_rebind()
@@ -207,7 +228,7 @@ def _rebuild_handle(actor_id, creation_key, class_name, methods, is_async, name,
     if fresh:
         _refs.desire(fut)
         _refs.rebound.add(fut)
-    return ActorHandle(actor_id, fut, class_name, methods, is_async, name, namespace)
+    return ActorHandle(actor_id, fut, class_name, methods, is_async, name, namespace, concurrent)
 
 
 def handle_of_shell(shell):
@@ -217,7 +238,7 @@ def handle_of_shell(shell):
     key = next(k for k, v in get_worker().state.actors.items() if v is shell)
     m = shell.meta
     return _rebuild_handle(m["actor_id"], key, m["class_name"], m["methods"], m["is_async"],
-                           m.get("name"), m.get("namespace"))
+                           m.get("name"), m.get("namespace"), m.get("concurrent", False))
 
 
 # ---------------------------------------------------------------- kill / lookup

@@ -100,6 +100,10 @@ class Shell:
         # This runs in a Dask task thread, where get_worker()/get_client() work (they read
         # a ContextVar). The actor's own threads run every call in a copy of this context.
         self._ctx = contextvars.copy_context()
+        #: method name -> concurrency group; group -> its size (Ray's concurrency_groups).
+        self.method_groups: dict = meta.get("method_groups") or {}
+        groups = dict(meta.get("concurrency_groups") or {})
+        self.semaphores: dict = {}
         if self.is_async:
             self.loop = asyncio.new_event_loop()
             self.loop_thread = threading.Thread(
@@ -107,25 +111,49 @@ class Shell:
                 name=f"ray-actor-{self.class_name}", daemon=True,
             )
             self.loop_thread.start()
-            self.semaphore = None
+            self.group_sizes = {None: meta["max_concurrency"], **groups}
             self.executor = None
+            self.executors = {}
         else:
             self.executor = concurrent.futures.ThreadPoolExecutor(
                 meta["max_concurrency"], thread_name_prefix=f"ray-actor-{self.class_name}"
             )
-        # The constructor runs in the actor's own thread, like every method.
-        fut = (self.executor or concurrent.futures.ThreadPoolExecutor(1)).submit(
-            self._ctx.copy().run, self._construct, cls_blob, args_blob
-        )
-        fut.result()
+            self.executors = {None: self.executor}
+            for group, size in groups.items():
+                self.executors[group] = concurrent.futures.ThreadPoolExecutor(
+                    size, thread_name_prefix=f"ray-actor-{self.class_name}-{group}"
+                )
+        # Resources: like Ray, an actor needs its request (default 1 CPU) to be placed and
+        # holds only what was asked for explicitly while it lives (embedded cluster ledger).
+        from raycompat._dask.ledger import process_ledger
+
+        self.ledger = process_ledger()
+        self.held = None
+        placing = meta.get("placement_request") or {}
+        if self.ledger is not None and placing:
+            self.ledger.acquire(placing)
+        try:
+            # The constructor runs in the actor's own thread, like every method.
+            fut = (self.executor or concurrent.futures.ThreadPoolExecutor(1)).submit(
+                self._ctx.copy().run, self._construct, cls_blob, args_blob
+            )
+            fut.result()
+        finally:
+            if self.ledger is not None and placing:
+                self.ledger.release(placing)
+        lifetime = meta.get("lifetime_request") or {}
+        if self.ledger is not None and lifetime and self.dead is None:
+            self.ledger.acquire(lifetime)
+            self.held = lifetime
 
     def __del__(self):
         # Dask drops the shell when no client wants the actor any more: stop its threads.
         try:
+            self._release()
             if self.is_async:
                 self.loop.call_soon_threadsafe(self.loop.stop)
-            elif self.executor is not None:
-                self.executor.shutdown(wait=False)
+            for executor in self.executors.values():
+                executor.shutdown(wait=False)
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
 
@@ -166,6 +194,7 @@ class Shell:
             return _pack_result(self, method, result, num_returns)
         except ActorExit:
             self.dead = actor_died(self.actor_id, self.class_name, EXITED)
+            self._release()
             return ("dead", self.dead)
         except Exception as exc:  # noqa: BLE001 - user code
             return ("error", _method_error(self, method, exc))
@@ -175,9 +204,11 @@ class Shell:
     async def _run_async(self, method: str, args_blob, num_returns):
         if self.dead is not None:
             return ("dead", self.dead)
-        if self.semaphore is None:
-            self.semaphore = asyncio.Semaphore(self.meta["max_concurrency"])
-        async with self.semaphore:
+        group = self.method_groups.get(method)
+        semaphore = self.semaphores.get(group)
+        if semaphore is None:
+            semaphore = self.semaphores[group] = asyncio.Semaphore(self.group_sizes.get(group, 1))
+        async with semaphore:
             ctx = self._context(method)
             prev = _context.set_current_task(ctx)
             try:
@@ -217,7 +248,9 @@ class Shell:
                 else:
                     futures.append(
                         asyncio.wrap_future(
-                            self.executor.submit(self._ctx.copy().run, self._run_sync, method, args_blob, num_returns)
+                            self.executors.get(self.method_groups.get(method), self.executor).submit(
+                                self._ctx.copy().run, self._run_sync, method, args_blob, num_returns
+                            )
                         )
                     )
             self.next_seq[caller] = first_seq + len(calls)
@@ -227,17 +260,24 @@ class Shell:
 
     def _terminate(self):
         fut = asyncio.get_running_loop().create_future()
+        self._release()
         self.dead = actor_died(self.actor_id, self.class_name, EXITED)
         fut.set_result(("dead", self.dead))
         return fut
 
     async def kill(self) -> None:
         self.dead = actor_died(self.actor_id, self.class_name, KILLED)
-        if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+        for executor in self.executors.values():
+            executor.shutdown(wait=False, cancel_futures=True)
         if self.is_async:
             self.loop.call_soon_threadsafe(self.loop.stop)
         self.instance = None
+        self._release()
+
+    def _release(self) -> None:
+        if self.held is not None and self.ledger is not None:
+            held, self.held = self.held, None
+            self.ledger.release(held)
 
 
 def _resolve_args(args_blob):
@@ -387,6 +427,11 @@ def _reraise(exc):
     raise exc
 
 
+#: The most calls one RPC carries to a sequential actor (bounds how long the first call's
+#: result waits for the last one's).
+MAX_BATCH = 256
+
+
 class Recipe:
     """How the creating process re-creates an actor (``max_restarts``)."""
 
@@ -409,8 +454,13 @@ class Caller:
     ``max_task_retries`` allows. Other processes' handles see ``ActorDiedError``.
     """
 
-    def __init__(self, client, actor_id: str, creation_future, class_name: str, recipe=None):
+    def __init__(self, client, actor_id: str, creation_future, class_name: str, recipe=None,
+                 concurrent: bool = False):
         self.client = client
+        #: A batch is answered when all its calls are done: calls that may overlap (async,
+        #: threads, groups) go one per RPC so a quick call is not held up by a slow one;
+        #: sequential actors batch up to MAX_BATCH calls per RPC.
+        self.batch_size = 1 if concurrent else MAX_BATCH
         self.actor_id = actor_id
         self.class_name = class_name
         self.creation = creation_future
@@ -438,16 +488,18 @@ class Caller:
 
     async def _flush(self):
         with self.lock:
-            batch, self.pending = self.pending, []
+            pending, self.pending = self.pending, []
             self.flush_scheduled = False
-            first = self.seq
-            self.seq += len(batch)
             caller_id, incarnation = self.caller_id, self.incarnation
-        if not batch:
-            return
-        task = asyncio.ensure_future(self._send(caller_id, incarnation, first, batch))
-        self.inflight.add(task)
-        task.add_done_callback(self.inflight.discard)
+            sends = []
+            for i in range(0, len(pending), self.batch_size):
+                batch = pending[i : i + self.batch_size]
+                sends.append((self.seq, batch))
+                self.seq += len(batch)
+        for first, batch in sends:
+            task = asyncio.ensure_future(self._send(caller_id, incarnation, first, batch))
+            self.inflight.add(task)
+            task.add_done_callback(self.inflight.discard)
 
     async def _address(self) -> str:
         if self.address is None:

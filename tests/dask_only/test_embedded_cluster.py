@@ -188,3 +188,28 @@ def test_ray_only_init_arguments_warn_once_and_unknown_raise():
         """
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_actor_is_dropped_with_its_last_handle(ray):
+    import gc
+
+    @ray.remote
+    class Thing:
+        def ping(self):
+            return "pong"
+
+    t = Thing.remote()
+    assert ray.get(t.ping.remote()) == "pong"
+    key = t._creation.key
+    s = _session()
+
+    def actors_on_workers(dask_worker, key):
+        return key in dask_worker.state.actors
+
+    assert any(s.client.run(actors_on_workers, key=key).values())
+    del t
+    gc.collect()
+    deadline = time.monotonic() + 30
+    while any(s.client.run(actors_on_workers, key=key).values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(s.client.run(actors_on_workers, key=key).values())
