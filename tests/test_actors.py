@@ -359,3 +359,55 @@ def test_concurrency_groups(ray):
     assert time.time() - start < 0.5  # the default group was not stuck behind "io"
     assert ray.get(io) == ["io", "io"]
     assert time.time() - start < 1.1  # two io calls ran side by side
+
+
+def test_call_waits_for_earlier_calls_pending_argument(ray):
+    @ray.remote
+    def slow(x):
+        time.sleep(1.0)
+        return x
+
+    @ray.remote
+    class Log:
+        def __init__(self):
+            self.items = []
+
+        def add(self, x):
+            self.items.append(x)
+            return list(self.items)
+
+    log = Log.remote()
+    ray.get(log.add.remote("start"))
+    log.add.remote(slow.remote("slow"))  # its argument is not ready yet
+    # Ray (verified): the second call still runs after the first, so "slow" comes first.
+    assert ray.get(log.add.remote("fast"), timeout=60) == ["start", "slow", "fast"]
+
+
+def test_actor_option_validation(ray):
+    class Plain:
+        def m(self):
+            return 1
+
+    with pytest.raises(ValueError, match="Invalid option keyword bogus for actors"):
+        ray.remote(bogus=1)(Plain)
+    A = ray.remote(Plain)
+    with pytest.raises(ValueError):
+        A.options(max_concurrency=0).remote()
+    with pytest.raises(ValueError):
+        A.options(lifetime="forever").remote()
+
+
+def test_max_pending_calls(ray):
+    @ray.remote(max_pending_calls=2)
+    class Busy:
+        def nap(self):
+            time.sleep(0.5)
+            return 1
+
+    b = Busy.remote()
+    ray.get(b.nap.remote())
+    refs = [b.nap.remote(), b.nap.remote()]
+    with pytest.raises(ray.exceptions.PendingCallsLimitExceeded):
+        b.nap.remote()
+    assert ray.get(refs) == [1, 1]
+    assert ray.get(b.nap.remote()) == 1

@@ -139,6 +139,7 @@ def create(actor_class, args, kwargs, options: dict):
         recipe = Recipe(actor_class._cls_blob, args_blob, meta, placement,
                         options.get("max_restarts") or 0, options.get("max_task_retries") or 0)
     caller = Caller(client, actor_id, creation, meta["class_name"], recipe, concurrent)
+    caller.max_pending = options.get("max_pending_calls", -1) if options.get("max_pending_calls") is not None else -1
     with _callers_lock:
         _callers[(actor_id, client.id)] = caller
     if name is not None:
@@ -183,6 +184,14 @@ def call(handle, method: str, args, kwargs, num_returns):
     name = f"{handle._class_name}.{method}"
     args_blob, held = _args_blob(args, kwargs, name)
     backing = ActorResult(new_key(name), caller.client, name)
+    if caller.max_pending >= 0:
+        if caller.pending_count >= caller.max_pending:
+            raise rex.PendingCallsLimitExceeded(
+                f"The task {name} could not be submitted to {handle!r} because more than "
+                f"{caller.max_pending} tasks are queued on the actor. This limit can be adjusted "
+                "with the `max_pending_calls` actor option."
+            )
+        caller.track_pending(backing)
     if handle._actor_id in _killed:
         backing._finish("error", exception=actor_died(handle._actor_id, handle._class_name, KILLED))
     else:

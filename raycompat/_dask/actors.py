@@ -476,6 +476,19 @@ class Caller:
         self.killed = False
         self.inflight: set = set()
         self.restart_lock: Optional[asyncio.Lock] = None
+        #: Ray's max_pending_calls (-1: no limit) and the calls not answered yet.
+        self.max_pending = -1
+        self.pending_count = 0
+
+    def track_pending(self, backing: "ActorResult") -> None:
+        with self.lock:
+            self.pending_count += 1
+
+        def done(_):
+            with self.lock:
+                self.pending_count -= 1
+
+        backing._callbacks.append(done)
 
     def call(self, method: str, args_blob, num_returns: int, results: list, retries_left=None) -> None:
         if retries_left is None:
