@@ -29,9 +29,16 @@ def validate_actor_options(options: dict) -> None:
             )
     if options.get("lifetime") not in (None, "detached", "non_detached"):
         raise ValueError("actor `lifetime` argument must be one of 'detached', 'non_detached' and 'None'.")
-    mc = options.get("max_concurrency")
-    if mc is not None and (not isinstance(mc, int) or mc < 1):
-        raise ValueError("max_concurrency must be >= 1")
+    for k in ("max_concurrency",):  # Ray: None, 0 (the default) or a positive integer
+        v = options.get(k)
+        if v is not None and (not isinstance(v, int) or v < 0):
+            raise ValueError(f"The keyword '{k}' only accepts None, 0 or a positive integer.")
+    for k in ("max_restarts", "max_task_retries", "max_pending_calls"):
+        v = options.get(k)
+        if v is not None and (not isinstance(v, int) or v < -1):
+            raise ValueError(
+                f"The keyword '{k}' only accepts None, 0, -1 or a positive integer, where -1 represents infinity."
+            )
     for k in ("num_cpus", "num_gpus"):
         v = options.get(k)
         if v is not None and (not isinstance(v, (int, float)) or v < 0):

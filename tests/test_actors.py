@@ -392,7 +392,9 @@ def test_actor_option_validation(ray):
         ray.remote(bogus=1)(Plain)
     A = ray.remote(Plain)
     with pytest.raises(ValueError):
-        A.options(max_concurrency=0).remote()
+        A.options(max_concurrency=-1).remote()  # Ray accepts 0 (the default) but not negatives
+    with pytest.raises(ValueError):
+        A.options(max_restarts=-2).remote()
     with pytest.raises(ValueError):
         A.options(lifetime="forever").remote()
 
