@@ -63,6 +63,25 @@ def remote(*args, **kwargs):
     return decorate
 
 
+def timeline(filename=None):
+    """Chrome-trace events of the tasks and actor calls this job's cluster ran.
+
+    Returns the list of events, or writes them as JSON to ``filename`` (load it in
+    chrome://tracing or https://ui.perfetto.dev) and returns None, as Ray does.
+    """
+    import json
+
+    from raycompat._dask import observability, session
+
+    s = session.current_session()
+    events = observability.timeline(s.client, since=s.started)
+    if filename is None:
+        return events
+    with open(filename, "w") as f:
+        json.dump(events, f)
+    return None
+
+
 def get_gpu_ids() -> list:
     """The GPU ids assigned to the current task ([] on the driver and without GPUs)."""
     from raycompat.runtime_context import _gpu_ids
@@ -107,6 +126,7 @@ __all__ = [
     "put",
     "remote",
     "shutdown",
+    "timeline",
     "util",
     "wait",
 ]

@@ -32,6 +32,7 @@ import itertools
 import os
 import pickle
 import threading
+import time
 import traceback
 import uuid
 from typing import Any, Optional
@@ -97,6 +98,13 @@ class Shell:
         self.is_async = meta["is_async"]
         self.instance = None
         self.pid = os.getpid()
+        self.records: list = []  # (Class.method, start, stop, thread) since the last report
+        try:
+            from distributed import get_worker
+
+            self.worker = get_worker()
+        except ValueError:
+            self.worker = None
         # This runs in a Dask task thread, where get_worker()/get_client() work (they read
         # a ContextVar). The actor's own threads run every call in a copy of this context.
         self._ctx = contextvars.copy_context()
@@ -188,6 +196,7 @@ class Shell:
             return ("dead", self.dead)
         ctx = self._context(method)
         prev = _context.set_current_task(ctx)
+        start = time.time()
         try:
             args, kwargs = _resolve_args(args_blob)
             result = _invoke(self, method, args, kwargs)
@@ -199,6 +208,7 @@ class Shell:
         except Exception as exc:  # noqa: BLE001 - user code
             return ("error", _method_error(self, method, exc))
         finally:
+            self.records.append((ctx.name, start, time.time(), threading.get_ident()))
             _context.set_current_task(prev)
 
     async def _run_async(self, method: str, args_blob, num_returns):
@@ -211,6 +221,7 @@ class Shell:
         async with semaphore:
             ctx = self._context(method)
             prev = _context.set_current_task(ctx)
+            start = time.time()
             try:
                 args, kwargs = _resolve_args(args_blob)
                 result = _invoke(self, method, args, kwargs)
@@ -223,6 +234,7 @@ class Shell:
             except Exception as exc:  # noqa: BLE001 - user code
                 return ("error", _method_error(self, method, exc))
             finally:
+                self.records.append((ctx.name, start, time.time(), threading.get_ident()))
                 _context.set_current_task(prev)
 
     # -- the RPC entry point ----------------------------------------------------
@@ -256,7 +268,19 @@ class Shell:
             self.next_seq[caller] = first_seq + len(calls)
             self.seq_cond.notify_all()
         results = await asyncio.gather(*futures)
+        self._report()
         return cloudpickle.dumps(results, protocol=5)
+
+    def _report(self) -> None:
+        """Send the calls run since the last report as one Dask event (see observability)."""
+        records, self.records = self.records, []
+        if records and self.worker is not None:
+            from raycompat._dask.observability import TOPIC
+
+            self.worker.log_event(
+                TOPIC, {"actor_id": self.actor_id, "worker": self.worker.address, "pid": self.pid,
+                        "calls": records}
+            )
 
     def _terminate(self):
         fut = asyncio.get_running_loop().create_future()

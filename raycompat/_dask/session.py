@@ -26,7 +26,7 @@ import distributed
 from raycompat import __version__
 from raycompat._dask import context as _context
 from raycompat._dask import ledger as _ledger
-from raycompat._dask import retries, spawn_guard
+from raycompat._dask import observability, retries, spawn_guard
 
 logger = logging.getLogger("raycompat")
 
@@ -95,6 +95,7 @@ class Session:
         self.function_deps: dict = {}
         #: Variables naming this driver's non-detached actors, deleted at shutdown.
         self.named_actors: list = []
+        self.started = __import__("time").time()
 
     @property
     def dashboard_url(self) -> str:
@@ -394,7 +395,11 @@ def _start_embedded(
         )
         if cluster.scheduler.allowed_failures == retries.EMBEDDED_ALLOWED_FAILURES:
             cluster.scheduler.add_plugin(retries.MaxRetriesPlugin())
+        page = observability.ActorCallsPagePlugin()
+        cluster.scheduler.add_plugin(page)
+        page.start(cluster.scheduler)  # add_plugin on a running scheduler does not start it
         client = distributed.Client(cluster, set_as_default=False)
+        client.get_task_stream()  # start recording the task stream for ray.timeline()
     return Session(client, cluster, True, namespace, job_id, ledger, tmpdir, runtime_env)
 
 

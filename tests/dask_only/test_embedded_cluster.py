@@ -7,15 +7,7 @@ import urllib.request
 import psutil
 import pytest
 
-import raycompat
 from conftest import run_script
-
-
-@pytest.fixture(scope="module")
-def ray():
-    raycompat.init(num_cpus=2, dashboard_port=0)
-    yield raycompat
-    raycompat.shutdown()
 
 
 def _session():
@@ -213,3 +205,26 @@ def test_actor_is_dropped_with_its_last_handle(ray):
     while any(s.client.run(actors_on_workers, key=key).values()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(s.client.run(actors_on_workers, key=key).values())
+
+
+def test_actor_calls_page_on_the_dashboard(ray):
+    import json
+
+    @ray.remote
+    class PageCounter:
+        def bump(self):
+            return 1
+
+    c = PageCounter.remote()
+    ray.get([c.bump.remote() for _ in range(5)])
+    url = _session().dashboard_url.replace("/status", "/raycompat/actors")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = json.loads(urllib.request.urlopen(url + "?format=json", timeout=30).read())
+        row = next((r for r in rows if r["name"] == "PageCounter.bump"), None)
+        if row and row["calls"] >= 5:
+            break
+        time.sleep(0.2)
+    assert row is not None and row["calls"] >= 5
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        assert resp.status == 200 and b"PageCounter.bump" in resp.read()
