@@ -413,3 +413,37 @@ def test_max_pending_calls(ray):
         b.nap.remote()
     assert ray.get(refs) == [1, 1]
     assert ray.get(b.nap.remote()) == 1
+
+
+def test_cancel_queued_actor_call(ray):
+    @ray.remote
+    class Worker:
+        def __init__(self):
+            self.ran = []
+
+        def nap(self, tag, t):
+            time.sleep(t)
+            self.ran.append(tag)
+            return tag
+
+        def log(self):
+            return list(self.ran)
+
+    w = Worker.remote()
+    ray.get(w.log.remote())
+    running = w.nap.remote("first", 1.0)
+    queued = w.nap.remote("second", 0.0)
+    ray.cancel(queued)
+    # Ray 2.60 (run here): get of the cancelled call raises TaskCancelledError, yet the
+    # call still ran once the actor got to it (its log held "second"); raycompat's shell
+    # skips it. Only what both do is asserted.
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(queued, timeout=60)
+    assert ray.get(running) == "first"
+    assert ray.get(w.log.remote())[0] == "first"
+
+
+def test_builtin_actor_methods(ray, Counter):
+    c = Counter.remote(5)
+    assert ray.get(c.__ray_ready__.remote()) is True
+    assert ray.get(c.__ray_call__.remote(lambda self, x: self.count + x, 10)) == 15

@@ -184,6 +184,7 @@ def call(handle, method: str, args, kwargs, num_returns):
     name = f"{handle._class_name}.{method}"
     args_blob, held = _args_blob(args, kwargs, name)
     backing = ActorResult(new_key(name), caller.client, name)
+    backing._caller = caller
     if caller.max_pending >= 0:
         if caller.pending_count >= caller.max_pending:
             raise rex.PendingCallsLimitExceeded(

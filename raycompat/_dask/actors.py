@@ -99,6 +99,9 @@ class Shell:
         self.instance = None
         self.pid = os.getpid()
         self.records: list = []  # (Class.method, start, stop, thread) since the last report
+        self.cancelled: set = set()  # keys of calls ray.cancel reached before they ran
+        self.running: dict = {}  # key -> TaskContext of the calls running now
+        self.async_tasks: dict = {}  # key -> asyncio task, for async actors
         try:
             from distributed import get_worker
 
@@ -191,10 +194,13 @@ class Shell:
         return ctx
 
     # -- one call -------------------------------------------------------------
-    def _run_sync(self, method: str, args_blob, num_returns):
+    def _run_sync(self, method: str, args_blob, num_returns, key=None):
         if self.dead is not None:
             return ("dead", self.dead)
+        if key in self.cancelled:
+            return ("cancelled", rex.TaskCancelledError(key))
         ctx = self._context(method)
+        self.running[key] = ctx
         prev = _context.set_current_task(ctx)
         start = time.time()
         try:
@@ -208,18 +214,23 @@ class Shell:
         except Exception as exc:  # noqa: BLE001 - user code
             return ("error", _method_error(self, method, exc))
         finally:
+            self.running.pop(key, None)
             self.records.append((ctx.name, start, time.time(), threading.get_ident()))
             _context.set_current_task(prev)
 
-    async def _run_async(self, method: str, args_blob, num_returns):
+    async def _run_async(self, method: str, args_blob, num_returns, key=None):
         if self.dead is not None:
             return ("dead", self.dead)
+        if key in self.cancelled:
+            return ("cancelled", rex.TaskCancelledError(key))
         group = self.method_groups.get(method)
         semaphore = self.semaphores.get(group)
         if semaphore is None:
             semaphore = self.semaphores[group] = asyncio.Semaphore(self.group_sizes.get(group, 1))
         async with semaphore:
             ctx = self._context(method)
+            self.running[key] = ctx
+            self.async_tasks[key] = asyncio.current_task()
             prev = _context.set_current_task(ctx)
             start = time.time()
             try:
@@ -228,12 +239,16 @@ class Shell:
                 if asyncio.iscoroutine(result):
                     result = await result
                 return _pack_result(self, method, result, num_returns)
+            except asyncio.CancelledError:  # ray.cancel of a running async call
+                return ("cancelled", rex.TaskCancelledError(key))
             except ActorExit:
                 self.dead = actor_died(self.actor_id, self.class_name, EXITED)
                 return ("dead", self.dead)
             except Exception as exc:  # noqa: BLE001 - user code
                 return ("error", _method_error(self, method, exc))
             finally:
+                self.running.pop(key, None)
+                self.async_tasks.pop(key, None)
                 self.records.append((ctx.name, start, time.time(), threading.get_ident()))
                 _context.set_current_task(prev)
 
@@ -246,14 +261,14 @@ class Shell:
         async with self.seq_cond:
             await self.seq_cond.wait_for(lambda: self.next_seq.get(caller, 0) == first_seq)
             futures = []
-            for method, args_blob, num_returns in calls:
+            for method, args_blob, num_returns, key in calls:
                 if method == "__ray_terminate__":
                     futures.append(self._terminate())
                 elif self.is_async:
                     futures.append(
                         asyncio.wrap_future(
                             asyncio.run_coroutine_threadsafe(
-                                self._run_async(method, args_blob, num_returns), self.loop
+                                self._run_async(method, args_blob, num_returns, key), self.loop
                             )
                         )
                     )
@@ -261,7 +276,7 @@ class Shell:
                     futures.append(
                         asyncio.wrap_future(
                             self.executors.get(self.method_groups.get(method), self.executor).submit(
-                                self._ctx.copy().run, self._run_sync, method, args_blob, num_returns
+                                self._ctx.copy().run, self._run_sync, method, args_blob, num_returns, key
                             )
                         )
                     )
@@ -270,6 +285,18 @@ class Shell:
         results = await asyncio.gather(*futures)
         self._report()
         return cloudpickle.dumps(results, protocol=5)
+
+    async def cancel_calls(self, keys) -> None:
+        """``ray.cancel`` of actor calls: a queued call never runs; a running one sees
+        ``is_canceled()``; a running async call is cancelled at its next ``await``."""
+        for key in keys:
+            self.cancelled.add(key)
+            ctx = self.running.get(key)
+            if ctx is not None:
+                ctx.cancelled = True
+            task = self.async_tasks.get(key)
+            if task is not None:
+                self.loop.call_soon_threadsafe(task.cancel)
 
     def _report(self) -> None:
         """Send the calls run since the last report as one Dask event (see observability)."""
@@ -435,6 +462,23 @@ class ActorResult:
         else:
             self._callbacks.append(fn)
 
+    def cancel_on_actor(self) -> None:
+        """Tell the actor's shell this call is cancelled (best effort, asynchronous)."""
+        caller = getattr(self, "_caller", None)
+        if caller is None or self.done():
+            return
+
+        async def send():
+            try:
+                address = await caller._address()
+                await caller.client.rpc(address).actor_execute(
+                    actor=caller.creation.key, function="cancel_calls", args=([self.key],), kwargs={}
+                )
+            except Exception:  # noqa: BLE001 - the actor is gone: nothing to cancel
+                pass
+
+        caller.client.loop.add_callback(send)
+
     def published(self):
         """A Dask future holding this result under this ref's key (waits for the call)."""
         with self._publish_lock:
@@ -559,7 +603,9 @@ class Caller:
             if self.dead is not None:
                 raise self.dead
             address = await self._address()
-            blob = cloudpickle.dumps((caller_id, first, [(m, a, n) for m, a, n, _, _ in batch]), protocol=5)
+            blob = cloudpickle.dumps(
+                (caller_id, first, [(m, a, n, refs[0].key) for m, a, n, refs, _ in batch]), protocol=5
+            )
             try:
                 reply = await self.client.rpc(address).actor_execute(
                     actor=self.creation.key, function="call_batch", args=(blob,), kwargs={}

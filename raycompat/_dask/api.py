@@ -335,8 +335,9 @@ def cancel(ref, *, force=False, recursive=True):
     if fut.done():
         return None
     _cancelled.add(ref._key)
-    if type(fut) is not Future:
-        return None  # an actor call: its get raises TaskCancelledError from now on
+    if type(fut) is not Future:  # an actor call: queued ones never run
+        fut.cancel_on_actor()
+        return None
     client = fut.client
     try:
         client.run(_interrupt_task, ref._key, bool(force), wait=False, on_error="ignore")
