@@ -434,13 +434,15 @@ def test_cancel_queued_actor_call(ray):
     running = w.nap.remote("first", 1.0)
     queued = w.nap.remote("second", 0.0)
     ray.cancel(queued)
-    # Ray 2.60 (run here): get of the cancelled call raises TaskCancelledError, yet the
-    # call still ran once the actor got to it (its log held "second"); raycompat's shell
-    # skips it. Only what both do is asserted.
+    # Ray 2.60 (run here): get of the cancelled call raises TaskCancelledError. What
+    # happens next on Ray depends on timing: if the call had reached the actor it still
+    # ran (the log held "second"); if not, the actor waited 30 s for the missing
+    # sequence number and then failed later calls with ActorUnavailableError.
+    # raycompat's shell skips the cancelled call and carries on. Only what both
+    # engines do is asserted.
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(queued, timeout=60)
     assert ray.get(running) == "first"
-    assert ray.get(w.log.remote())[0] == "first"
 
 
 def test_builtin_actor_methods(ray, Counter):
