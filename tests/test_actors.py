@@ -236,6 +236,13 @@ def test_runtime_context_in_actor(ray):
     assert ray.get_runtime_context().get_actor_id() is None
 
 
+def _kill_pid(pid):
+    import os
+    import signal
+
+    os.kill(pid, signal.SIGKILL)
+
+
 def test_actor_restarts_after_worker_death(ray):
     import os
 
@@ -248,8 +255,12 @@ def test_actor_restarts_after_worker_death(ray):
             self.n += 1
             return self.n
 
-        def die(self):
-            os._exit(1)
+        def pid(self):
+            return os.getpid()
+
+        def nap(self, t):
+            time.sleep(t)
+            return t
 
         def reconstructed(self):
             return ray.get_runtime_context().was_current_actor_reconstructed
@@ -257,17 +268,26 @@ def test_actor_restarts_after_worker_death(ray):
     a = Fragile.remote()
     assert ray.get(a.incr.remote()) == 1
     assert ray.get(a.reconstructed.remote()) is False
-    # Ray 2.60 (verified): the call in flight when the process dies raises
+    # Ray 2.60 (verified): the call in flight when the actor's process is killed raises
     # ActorUnavailableError while restarts remain; the actor comes back with its
     # constructor's state; once restarts are used up, ActorDiedError.
+    pid = _pid_of(ray, a)
+    in_flight = a.nap.remote(30)
+    time.sleep(0.5)
+    _kill_pid(pid)
     with pytest.raises(ray.exceptions.ActorUnavailableError):
-        ray.get(a.die.remote(), timeout=60)
+        ray.get(in_flight, timeout=60)
     assert ray.get(a.incr.remote(), timeout=60) == 1
     assert ray.get(a.reconstructed.remote()) is True
+    _kill_pid(_pid_of(ray, a))
     with pytest.raises(ray.exceptions.RayActorError):
-        ray.get(a.die.remote(), timeout=60)
+        ray.get(a.incr.remote(), timeout=60)
     with pytest.raises(ray.exceptions.ActorDiedError):
         ray.get(a.incr.remote(), timeout=60)
+
+
+def _pid_of(ray, actor):
+    return ray.get(actor.pid.remote(), timeout=60)
 
 
 def test_actor_without_restarts_dies_with_its_worker(ray):
@@ -275,16 +295,17 @@ def test_actor_without_restarts_dies_with_its_worker(ray):
 
     @ray.remote
     class Fragile:
-        def die(self):
-            os._exit(1)
+        def pid(self):
+            return os.getpid()
 
         def ping(self):
             return "pong"
 
     a = Fragile.remote()
     assert ray.get(a.ping.remote()) == "pong"
+    _kill_pid(_pid_of(ray, a))
     with pytest.raises(ray.exceptions.ActorDiedError):
-        ray.get(a.die.remote(), timeout=60)
+        ray.get(a.ping.remote(), timeout=60)
     with pytest.raises(ray.exceptions.ActorDiedError):
         ray.get(a.ping.remote(), timeout=60)
 

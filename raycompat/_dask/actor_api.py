@@ -21,7 +21,7 @@ from distributed import Future
 from raycompat import exceptions as rex
 from raycompat._dask import refs as _refs
 from raycompat._dask import session as _session
-from raycompat._dask.actors import KILLED, ActorResult, Caller, Recipe, Shell, actor_died, new_key
+from raycompat._dask.actors import KILLED, ActorResult, Caller, Recipe, Shell, actor_died, actor_rpc, new_key
 from raycompat._dask.refs import ObjectRef
 
 #: One Caller per (actor, client) in this process, held strongly by the handles only: when
@@ -272,9 +272,7 @@ def kill(handle, no_restart: bool = True) -> None:
         except Exception:  # noqa: BLE001 - never created or already gone
             return
         try:
-            await client.rpc(address).actor_execute(
-                actor=caller.creation.key, function="kill", args=(), kwargs={}
-            )
+            await actor_rpc(client, address, caller.creation.key, "kill", ())
         except Exception:  # noqa: BLE001 - already gone
             pass
 

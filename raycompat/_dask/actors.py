@@ -471,9 +471,7 @@ class ActorResult:
         async def send():
             try:
                 address = await caller._address()
-                await caller.client.rpc(address).actor_execute(
-                    actor=caller.creation.key, function="cancel_calls", args=([self.key],), kwargs={}
-                )
+                await actor_rpc(caller.client, address, caller.creation.key, "cancel_calls", ([self.key],))
             except Exception:  # noqa: BLE001 - the actor is gone: nothing to cancel
                 pass
 
@@ -607,9 +605,7 @@ class Caller:
                 (caller_id, first, [(m, a, n, refs[0].key) for m, a, n, refs, _ in batch]), protocol=5
             )
             try:
-                reply = await self.client.rpc(address).actor_execute(
-                    actor=self.creation.key, function="call_batch", args=(blob,), kwargs={}
-                )
+                reply = await actor_rpc(self.client, address, self.creation.key, "call_batch", (blob,))
             except (OSError, EnvironmentError) as e:
                 raise _WorkerLost(f"{type(e).__name__}: {e}") from None
             if reply["status"] != "OK":
@@ -683,12 +679,20 @@ class _WorkerLost(Exception):
     pass
 
 
-def _terminate_now(client, creation_key, address) -> None:
-    async def kill():
-        if address is not None:
-            try:
-                await client.rpc(address).actor_execute(actor=creation_key, function="kill", args=(), kwargs={})
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+#: How long to keep trying to connect to an actor's worker. Dask's own connect retries a
+#: refused connection for distributed.comm.timeouts.connect (30 s), which is how long a
+#: call to an actor whose worker just died would hang before failing; the actor's worker
+#: is a known, already-connected peer, so a refused connection means it is gone.
+ACTOR_CONNECT_TIMEOUT = float(os.environ.get("RAYCOMPAT_ACTOR_CONNECT_TIMEOUT", "3"))
 
-    client.sync(kill)
+
+async def actor_rpc(client, address: str, actor_key: str, function: str, args: tuple):
+    """``actor_execute`` on the actor's worker through the client's connection pool."""
+    from distributed.core import send_recv
+
+    comm = await client.rpc.connect(address, timeout=ACTOR_CONNECT_TIMEOUT)
+    try:
+        return await send_recv(comm=comm, op="actor_execute", actor=actor_key, function=function,
+                               args=args, kwargs={})
+    finally:
+        client.rpc.reuse(address, comm)
