@@ -150,6 +150,12 @@ def create(actor_class, args, kwargs, options: dict):
             session = _session.current_session(auto_init=False)
             if session is not None:
                 session.named_actors.append((var_name, meta_name))
+                if session.lifetime_registered:
+                    from raycompat._dask import lifetime
+
+                    client.run_on_scheduler(
+                        lifetime.register_names, client_id=client.id, names=[var_name, meta_name]
+                    )
     handle = ActorHandle(actor_id, creation, meta["class_name"], meta["methods"], meta["is_async"],
                          name, namespace, concurrent)
     handle._caller = caller

@@ -96,6 +96,7 @@ class Session:
         #: Variables naming this driver's non-detached actors, deleted at shutdown.
         self.named_actors: list = []
         self.started = __import__("time").time()
+        self.lifetime_registered = False
 
     @property
     def dashboard_url(self) -> str:
@@ -251,8 +252,29 @@ def init(
                 "Connected to Ray cluster. View the dashboard at %s",
                 session.dashboard_url or "(no dashboard)",
             )
+        if not session.owned:
+            _register_driver(session)
         _session = session
         return _context_for(session)
+
+
+def _register_driver(session) -> None:
+    """On a cluster we only join, have the scheduler clean up after this driver when it
+    leaves (see ``lifetime.py``)."""
+    from raycompat._dask import lifetime
+
+    try:
+        session.client.run_on_scheduler(
+            lifetime.register_driver, client_id=session.client.id, job=session.job_id
+        )
+        session.lifetime_registered = True
+    except Exception as e:  # noqa: BLE001 - e.g. raycompat not importable on the scheduler
+        warnings.warn(
+            f"raycompat could not register this driver with the scheduler ({e}); its pinned refs "
+            "and non-detached actor names will outlive it if it exits without ray.shutdown().",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _configure_logging(level) -> None:

@@ -211,3 +211,39 @@ def test_named_actors_are_cluster_wide_and_detached_outlive_their_driver(cli_clu
     )
     assert other.returncode == 0, other.stderr[-3000:]
     assert "OK" in other.stdout
+
+
+def test_non_detached_actor_goes_with_a_driver_that_exits_without_shutdown(cli_cluster):
+    creator = run_script(
+        f"""
+        import os, raycompat as ray
+        ray.init(address="{cli_cluster.address}", namespace="crash")
+        @ray.remote
+        class Box:
+            def get(self):
+                return "here"
+        d = Box.options(name="stays", lifetime="detached").remote()
+        t = Box.options(name="goes").remote()
+        assert ray.get([d.get.remote(), t.get.remote()]) == ["here", "here"]
+        print("OK", flush=True)
+        os._exit(0)  # no ray.shutdown(): the driver just dies
+        """
+    )
+    assert "OK" in creator.stdout, creator.stderr[-3000:]
+    other = run_script(
+        f"""
+        import time, raycompat as ray
+        ray.init(address="{cli_cluster.address}", namespace="crash")
+        deadline = time.time() + 30
+        while "goes" in ray.util.list_named_actors() and time.time() < deadline:
+            time.sleep(0.2)
+        assert ray.util.list_named_actors() == ["stays"], ray.util.list_named_actors()
+        stays = ray.get_actor("stays")
+        assert ray.get(stays.get.remote()) == "here"
+        ray.kill(stays)
+        ray.shutdown()
+        print("OK")
+        """
+    )
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert "OK" in other.stdout

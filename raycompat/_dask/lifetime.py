@@ -1,0 +1,59 @@
+"""What a driver leaves on a cluster it only connected to dies with the driver.
+
+Ray ties non-detached actors and the objects a driver owns to that driver: when it
+exits, even without ``ray.shutdown()``, they go. On Dask, a driver's own futures are
+released when its client disconnects, but two things raycompat keeps on the scheduler
+would outlive it: the refs pinned under the job's synthetic client
+``raycompat-pins-<job>`` (see ``refs.py``) and the ``distributed.Variable``s naming its
+non-detached actors (see ``actor_api.py``). This scheduler plugin, installed by the first
+driver that connects, watches clients leave and removes both for the driver that left.
+Detached actors' names are not registered, so they survive until ``ray.kill``.
+(It needs raycompat importable on the scheduler, as workers need it anyway; when it is
+not, ``init`` warns and those two things stay until someone deletes them.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+PIN_PREFIX = "raycompat-pins-"
+
+
+class DriverLifetimePlugin(SchedulerPlugin):
+    name = "raycompat-driver-lifetime"
+
+    def __init__(self):
+        #: client id -> {"job": job id, "names": [Variable names to delete]}
+        self.drivers: dict = {}
+
+    def remove_client(self, scheduler, client: str) -> None:
+        driver = self.drivers.pop(client, None)
+        if driver is None:
+            return
+        pins = PIN_PREFIX + driver["job"]
+        cs = scheduler.clients.get(pins)
+        if cs is not None:
+            keys = [ts.key for ts in cs.wants_what]
+            if keys:
+                scheduler.client_releases_keys(keys=keys, client=pins)
+            scheduler.clients.pop(pins, None)
+        variables = scheduler.extensions.get("variables")
+        if variables is not None:
+            for name in driver["names"]:
+                asyncio.ensure_future(variables.delete(name=name))
+
+
+def register_driver(dask_scheduler, client_id: str, job: str) -> None:
+    plugin = dask_scheduler.plugins.get(DriverLifetimePlugin.name)
+    if plugin is None:
+        plugin = DriverLifetimePlugin()
+        dask_scheduler.add_plugin(plugin)
+    plugin.drivers.setdefault(client_id, {"job": job, "names": []})
+
+
+def register_names(dask_scheduler, client_id: str, names: list) -> None:
+    plugin = dask_scheduler.plugins.get(DriverLifetimePlugin.name)
+    if plugin is not None and client_id in plugin.drivers:
+        plugin.drivers[client_id]["names"].extend(names)
