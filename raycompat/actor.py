@@ -27,6 +27,9 @@ def validate_actor_options(options: dict) -> None:
             raise ValueError(
                 f"Invalid option keyword {k} for actors. Valid ones are {list(actor_options_names)}."
             )
+    from raycompat._private.runtime_env import validate_runtime_env
+
+    validate_runtime_env(options.get("runtime_env"))
     if options.get("lifetime") not in (None, "detached", "non_detached"):
         raise ValueError("actor `lifetime` argument must be one of 'detached', 'non_detached' and 'None'.")
     for k in ("max_concurrency",):  # Ray: None, 0 (the default) or a positive integer

@@ -470,3 +470,31 @@ def test_builtin_actor_methods(ray, Counter):
     c = Counter.remote(5)
     assert ray.get(c.__ray_ready__.remote()) is True
     assert ray.get(c.__ray_call__.remote(lambda self, x: self.count + x, 10)) == 15
+
+
+def test_actor_runtime_env_and_scheduling_strategy(ray):
+    import os
+
+    @ray.remote(runtime_env={"env_vars": {"RAYCOMPAT_ACTOR_VAR": "set"}})
+    class Env:
+        def __init__(self):
+            self.at_init = os.environ.get("RAYCOMPAT_ACTOR_VAR")
+
+        def read(self):
+            return self.at_init, os.environ.get("RAYCOMPAT_ACTOR_VAR")
+
+        def node(self):
+            return ray.get_runtime_context().get_node_id()
+
+    e = Env.remote()
+    assert ray.get(e.read.remote()) == ("set", "set")
+    node = ray.nodes()[0]["NodeID"]
+    from importlib import import_module
+
+    strategies = import_module(ray.__name__ + ".util.scheduling_strategies")
+    pinned = Env.options(
+        scheduling_strategy=strategies.NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+    ).remote()
+    assert ray.get(pinned.node.remote()) == node
+    spread = Env.options(scheduling_strategy="SPREAD").remote()
+    assert ray.get(spread.read.remote()) == ("set", "set")

@@ -106,7 +106,11 @@ def create(actor_class, args, kwargs, options: dict):
 
         _warn_infeasible(actor_class._class_name, placement_request, f"node totals {ledger.totals}")
     concurrent = bool(actor_class._is_async or max_concurrency > 1 or options.get("concurrency_groups"))
+    session = _session.current_session(auto_init=False)
+    job_env = ((session.runtime_env if session is not None else {}) or {}).get("env_vars") or {}
+    env_vars = {**job_env, **((options.get("runtime_env") or {}).get("env_vars") or {})}
     meta = {
+        "env_vars": env_vars,
         "concurrent": concurrent,
         "actor_id": actor_id,
         "placement_request": placement_request,
@@ -128,6 +132,13 @@ def create(actor_class, args, kwargs, options: dict):
         resources["GPU"] = options["num_gpus"]
     if resources and _session.embedded_ledger() is None:
         placement["resources"] = resources
+    if options.get("scheduling_strategy") not in (None, "DEFAULT"):
+        from raycompat._dask.submit import _strategy
+
+        strategy = _strategy(client, options)
+        if "unschedulable" in strategy:
+            raise rex.ActorUnschedulableError(strategy["unschedulable"])
+        placement.update(strategy)
     creation = client.submit(
         Shell, actor_class._cls_blob, args_blob, meta,
         actor=True, key=new_key(actor_class._class_name), pure=False, **placement,

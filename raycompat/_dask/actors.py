@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import itertools
 import os
@@ -100,6 +101,9 @@ class Shell:
         self.pid = os.getpid()
         self.records: list = []  # (Class.method, start, stop, thread) since the last report
         self.cancelled: set = set()  # keys of calls ray.cancel reached before they ran
+        self._env_lock = threading.Lock()
+        self._env_users = 0
+        self._env_saved: dict = {}
         self.running: dict = {}  # key -> TaskContext of the calls running now
         self.async_tasks: dict = {}  # key -> asyncio task, for async actors
         try:
@@ -168,7 +172,39 @@ class Shell:
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
 
+    @contextlib.contextmanager
+    def _env(self):
+        """The actor's ``runtime_env`` env_vars, set while any of its calls runs.
+
+        Ray gives an actor a process of its own; here it shares a worker process, so the
+        variables are set while at least one of its calls (or its constructor) runs and
+        restored when none does."""
+        env_vars = self.meta.get("env_vars")
+        if not env_vars:
+            yield
+            return
+        with self._env_lock:
+            if self._env_users == 0:
+                self._env_saved = {k: os.environ.get(k) for k in env_vars}
+                os.environ.update(env_vars)
+            self._env_users += 1
+        try:
+            yield
+        finally:
+            with self._env_lock:
+                self._env_users -= 1
+                if self._env_users == 0:
+                    for k, v in self._env_saved.items():
+                        if v is None:
+                            os.environ.pop(k, None)
+                        else:
+                            os.environ[k] = v
+
     def _construct(self, cls_blob, args_blob):
+        with self._env():
+            self._construct_now(cls_blob, args_blob)
+
+    def _construct_now(self, cls_blob, args_blob):
         ctx = self._context("__init__")
         prev = _context.set_current_task(ctx)
         try:
@@ -195,6 +231,10 @@ class Shell:
 
     # -- one call -------------------------------------------------------------
     def _run_sync(self, method: str, args_blob, num_returns, key=None):
+        with self._env():
+            return self._run_sync_now(method, args_blob, num_returns, key)
+
+    def _run_sync_now(self, method: str, args_blob, num_returns, key=None):
         if self.dead is not None:
             return ("dead", self.dead)
         if key in self.cancelled:
@@ -219,6 +259,10 @@ class Shell:
             _context.set_current_task(prev)
 
     async def _run_async(self, method: str, args_blob, num_returns, key=None):
+        with self._env():
+            return await self._run_async_now(method, args_blob, num_returns, key)
+
+    async def _run_async_now(self, method: str, args_blob, num_returns, key=None):
         if self.dead is not None:
             return ("dead", self.dead)
         if key in self.cancelled:

@@ -25,6 +25,7 @@ import distributed
 
 from raycompat import __version__
 from raycompat._dask import context as _context
+from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import ledger as _ledger
 from raycompat._dask import observability, retries, spawn_guard
 
@@ -216,8 +217,7 @@ def init(
                 UserWarning,
                 stacklevel=3,
             )
-        if runtime_env is not None:
-            _validate_runtime_env(runtime_env)
+        validate_runtime_env(runtime_env)
         target = _resolve_address(address)
         job_id = uuid.uuid4().hex[:8]
         if namespace is None:
@@ -286,24 +286,6 @@ def _configure_logging(level) -> None:
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(level)
-
-
-def _validate_runtime_env(runtime_env) -> None:
-    if not isinstance(runtime_env, dict):
-        raise TypeError(f"runtime_env must be a dict, got {type(runtime_env)}")
-    unsupported = sorted(set(runtime_env) - {"env_vars", "config"})
-    if unsupported:
-        from raycompat.exceptions import RuntimeEnvSetupError
-
-        raise RuntimeEnvSetupError(
-            f"raycompat supports only the runtime_env keys ['env_vars'] so far; "
-            f"got unsupported key(s) {unsupported}."
-        )
-    env_vars = runtime_env.get("env_vars") or {}
-    if not isinstance(env_vars, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
-    ):
-        raise TypeError("runtime_env['env_vars'] must be a dict of str to str.")
 
 
 def _resolve_address(address):

@@ -211,6 +211,9 @@ def validate_task_options(options: dict, in_options: bool) -> None:
                 f"Valid ones are {list(task_options)}."
             )
         task_options[k].validate(k, v)
+    from raycompat._private.runtime_env import validate_runtime_env
+
+    validate_runtime_env(options.get("runtime_env"))
     if in_options and "max_calls" in options:
         raise ValueError("Setting 'max_calls' is not supported in '.options()'.")
     warn_ignored(options)

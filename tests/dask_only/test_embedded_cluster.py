@@ -254,3 +254,17 @@ def test_cancelled_queued_actor_call_never_runs(ray):
     assert ray.get(running) == "first"
     # Stricter than Ray 2.60, which may still run it (see tests/test_actors.py).
     assert ray.get(w.log.remote()) == ["first"]
+
+
+def test_unsupported_runtime_env_keys_raise_rays_error(ray):
+    def f():
+        return 1
+
+    with pytest.raises(ray.exceptions.RuntimeEnvSetupError, match="working_dir"):
+        ray.remote(runtime_env={"working_dir": "."})(f)
+
+    class A:
+        pass
+
+    with pytest.raises(ray.exceptions.RuntimeEnvSetupError, match="pip"):
+        ray.remote(runtime_env={"pip": ["requests"]})(A)
