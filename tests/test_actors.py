@@ -192,6 +192,16 @@ def test_kill_and_terminate(ray, Counter):
     c = Counter.remote()
     assert ray.get(c.increment.remote()) == 1
     ray.kill(c)
+    # Ray 2.60's kill is asynchronous (seen here: a call issued right after it sometimes
+    # still ran); what holds is that calls soon fail with ActorDiedError, and stay failed.
+    deadline = time.time() + 30
+    while True:
+        try:
+            ray.get(c.increment.remote(), timeout=60)
+        except ray.exceptions.ActorDiedError:
+            break
+        assert time.time() < deadline, "calls kept succeeding after ray.kill"
+        time.sleep(0.1)
     with pytest.raises(ray.exceptions.ActorDiedError):
         ray.get(c.increment.remote(), timeout=60)
     ray.kill(c)  # twice is fine
@@ -498,3 +508,41 @@ def test_actor_runtime_env_and_scheduling_strategy(ray):
     assert ray.get(pinned.node.remote()) == node
     spread = Env.options(scheduling_strategy="SPREAD").remote()
     assert ray.get(spread.read.remote()) == ("set", "set")
+
+
+def test_restarted_actor_reached_from_a_handle_in_a_task(ray):
+    import os
+
+    @ray.remote(max_restarts=1)
+    class Phoenix:
+        def __init__(self):
+            self.n = 0
+
+        def pid(self):
+            return os.getpid()
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+    a = Phoenix.remote()
+    assert ray.get(a.incr.remote()) == 1
+
+    @ray.remote
+    def use(handle, pid):
+        import os as _os
+        import signal
+        import time as _t
+
+        _os.kill(pid, signal.SIGKILL)
+        deadline = _t.time() + 60
+        while True:  # calls fail while the actor restarts, then reach the new one
+            try:
+                return ray.get(handle.incr.remote(), timeout=60)
+            except ray.exceptions.RayActorError:
+                if _t.time() > deadline:
+                    raise
+                _t.sleep(0.2)
+
+    assert ray.get(use.remote(a, ray.get(a.pid.remote())), timeout=120) == 1
+    assert ray.get(a.incr.remote(), timeout=60) == 2  # the creator sees the same new actor

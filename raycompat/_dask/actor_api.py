@@ -21,7 +21,7 @@ from distributed import Future
 from raycompat import exceptions as rex
 from raycompat._dask import refs as _refs
 from raycompat._dask import session as _session
-from raycompat._dask.actors import KILLED, ActorResult, Caller, Recipe, Shell, actor_died, actor_rpc, new_key
+from raycompat._dask.actors import KILLED, ActorResult, Caller, Shell, actor_died, actor_rpc, new_key
 from raycompat._dask.refs import ObjectRef
 
 #: One Caller per (actor, client) in this process, held strongly by the handles only: when
@@ -145,11 +145,16 @@ def create(actor_class, args, kwargs, options: dict):
     )
     if held:
         creation.add_done_callback(lambda _f, _h=held: _h.clear())
-    recipe = None
-    if options.get("max_restarts") or options.get("max_task_retries"):
-        recipe = Recipe(actor_class._cls_blob, args_blob, meta, placement,
-                        options.get("max_restarts") or 0, options.get("max_task_retries") or 0)
-    caller = Caller(client, actor_id, creation, meta["class_name"], recipe, concurrent)
+    max_task_retries = options.get("max_task_retries") or 0
+    if options.get("max_restarts"):
+        from raycompat._dask import restarts
+
+        recipe = cloudpickle.dumps((actor_class._cls_blob, args_blob, meta, placement), protocol=5)
+        client.run_on_scheduler(
+            restarts.register, actor_id=actor_id, key=creation.key, restarts_left=options["max_restarts"],
+            max_task_retries=max_task_retries, recipe=recipe, job=_session.current_job_id(),
+        )
+    caller = Caller(client, actor_id, creation, meta["class_name"], max_task_retries, concurrent)
     caller.max_pending = options.get("max_pending_calls", -1) if options.get("max_pending_calls") is not None else -1
     with _callers_lock:
         _callers[(actor_id, client.id)] = caller
@@ -295,6 +300,12 @@ def kill(handle, no_restart: bool = True) -> None:
 
     client.sync(do_kill)
     caller.dead = actor_died(handle._actor_id, handle._class_name, KILLED)
+    from raycompat._dask import restarts
+
+    try:
+        client.run_on_scheduler(restarts.forget, actor_id=handle._actor_id)
+    except Exception:  # noqa: BLE001 - scheduler without raycompat: nothing was registered
+        pass
     if handle._name is not None:
         delete_names(client, [_variable_names(handle._namespace, handle._name)])
 

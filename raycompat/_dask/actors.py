@@ -39,6 +39,7 @@ import uuid
 from typing import Any, Optional
 
 import cloudpickle
+from distributed import Future
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
@@ -542,30 +543,18 @@ def _reraise(exc):
 MAX_BATCH = 256
 
 
-class Recipe:
-    """How the creating process re-creates an actor (``max_restarts``)."""
-
-    def __init__(self, cls_blob, args_blob, meta, placement, max_restarts, max_task_retries):
-        self.cls_blob = cls_blob
-        self.args_blob = args_blob
-        self.meta = meta
-        self.placement = placement
-        self.restarts_left = max_restarts or 0
-        self.max_task_retries = max_task_retries or 0
-
-
 class Caller:
     """One process's channel to one actor: numbering, batching, sending, replies.
 
-    If the actor's worker dies, the process that created the actor (the one holding its
-    ``Recipe``) re-creates it while ``max_restarts`` allows, by running the constructor
-    again on a live worker, as Ray does; the calls that were in flight fail with
-    ``ActorUnavailableError``, or are sent again to the new actor while
-    ``max_task_retries`` allows. Other processes' handles see ``ActorDiedError``.
+    If the actor's worker dies, the first caller to notice re-creates it while
+    ``max_restarts`` allows (the state is on the scheduler, see ``restarts.py``), by
+    running the constructor again on a live worker, as Ray does; every caller then
+    follows the new incarnation. Calls in flight fail with ``ActorUnavailableError``, or
+    are sent again while ``max_task_retries`` allows.
     """
 
-    def __init__(self, client, actor_id: str, creation_future, class_name: str, recipe=None,
-                 concurrent: bool = False):
+    def __init__(self, client, actor_id: str, creation_future, class_name: str,
+                 max_task_retries: int = 0, concurrent: bool = False):
         self.client = client
         #: A batch is answered when all its calls are done: calls that may overlap (async,
         #: threads, groups) go one per RPC so a quick call is not held up by a slow one;
@@ -574,7 +563,7 @@ class Caller:
         self.actor_id = actor_id
         self.class_name = class_name
         self.creation = creation_future
-        self.recipe: Optional[Recipe] = recipe
+        self.max_task_retries = max_task_retries
         self.incarnation = 0
         self.caller_id = f"{client.id}/{uuid.uuid4().hex[:8]}"
         self.seq = 0
@@ -602,7 +591,7 @@ class Caller:
 
     def call(self, method: str, args_blob, num_returns: int, results: list, retries_left=None) -> None:
         if retries_left is None:
-            retries_left = self.recipe.max_task_retries if self.recipe is not None else 0
+            retries_left = self.max_task_retries
         with self.lock:
             self.pending.append((method, args_blob, num_returns, results, retries_left))
             if not self.flush_scheduled:
@@ -627,16 +616,25 @@ class Caller:
     async def _address(self) -> str:
         if self.address is None:
             creation = self.creation
-            await creation._state.wait()
+            step = 0.05
+            while True:  # a rebound creation key may need asking for again (see refs.rebound)
+                try:
+                    await asyncio.wait_for(creation._state.wait(), step)
+                    break
+                except asyncio.TimeoutError:
+                    from raycompat._dask import refs as _refs
+
+                    if creation in _refs.rebound:
+                        _refs.desire(creation)
+                    step = min(step * 2, 1.0)
             if creation.status != "finished":
-                exc = creation._state.exception
-                if isinstance(exc, rex.RayError):
-                    raise exc
-                raise actor_died(self.actor_id, self.class_name, f"The actor could not be created: {exc!r}")
+                # The shell's constructor never raises (a failing __init__ is reported by
+                # the calls), so an erred creation means its worker died.
+                raise _WorkerLost(f"the actor's worker died ({creation._state.exception!r})", delivered=False)
             who = await self.client.scheduler.who_has(keys=[creation.key])
             addrs = who.get(creation.key) or []
             if not addrs:
-                raise _WorkerLost("the actor's worker is gone")
+                raise _WorkerLost("the actor's worker is gone", delivered=False)
             self.address = addrs[0]
         return self.address
 
@@ -649,17 +647,28 @@ class Caller:
                 (caller_id, first, [(m, a, n, refs[0].key) for m, a, n, refs, _ in batch]), protocol=5
             )
             try:
-                reply = await actor_rpc(self.client, address, self.creation.key, "call_batch", (blob,))
+                comm = await self.client.rpc.connect(address, timeout=ACTOR_CONNECT_TIMEOUT)
+            except (OSError, EnvironmentError) as e:
+                raise _WorkerLost(f"{type(e).__name__}: {e}", delivered=False) from None
+            try:
+                reply = await actor_rpc(self.client, address, self.creation.key, "call_batch", (blob,), comm)
             except (OSError, EnvironmentError) as e:
                 raise _WorkerLost(f"{type(e).__name__}: {e}") from None
             if reply["status"] != "OK":
                 exc = reply.get("exception")
                 if isinstance(exc, KeyError):  # the worker no longer has the actor
-                    raise _WorkerLost("the actor's worker restarted")
+                    raise _WorkerLost("the actor's worker restarted", delivered=False)
                 raise exc or RuntimeError(str(reply))
             results = pickle.loads(reply["result"])
         except _WorkerLost as lost:
-            await self._on_worker_lost(incarnation, batch, str(lost))
+            try:
+                await self._on_worker_lost(incarnation, batch, str(lost), lost.delivered)
+            except Exception as e:  # noqa: BLE001 - e.g. the client is closing
+                err = actor_died(self.actor_id, self.class_name, f"The actor could not be reached ({e}).")
+                for _, _, _, refs, _ in batch:
+                    for ref in refs:
+                        if not ref.done():
+                            ref._finish("error", exception=err)
             return
         except rex.RayError as e:
             if isinstance(e, rex.RayActorError):
@@ -675,25 +684,48 @@ class Caller:
                 else:
                     ref._finish("error", exception=value)
 
-    async def _on_worker_lost(self, incarnation: int, batch: list, why: str) -> None:
+    async def _on_worker_lost(self, incarnation: int, batch: list, why: str, delivered: bool = True) -> None:
+        from raycompat._dask import restarts
+
         if self.restart_lock is None:
             self.restart_lock = asyncio.Lock()
         async with self.restart_lock:
             if self.incarnation == incarnation and self.dead is None:
-                recipe = self.recipe
-                if recipe is None or recipe.restarts_left == 0 or self.killed:
+                if self.killed:
+                    verdict = ("dead", None, 0)
+                else:
+                    while True:
+                        verdict = await self.client._run_on_scheduler(
+                            restarts.claim, actor_id=self.actor_id, old_key=self.creation.key
+                        )
+                        if verdict[0] != "wait":
+                            break
+                        await asyncio.sleep(0.05)
+                kind, value, self.max_task_retries = verdict
+                if kind == "dead":
                     self.dead = actor_died(
                         self.actor_id, self.class_name,
                         f"The actor is dead because its worker process has died ({why}).",
                     )
+                elif kind == "moved":
+                    self._follow(Future(value, self.client), rebound=True)
                 else:
-                    if recipe.restarts_left > 0:
-                        recipe.restarts_left -= 1
-                    self._recreate()
+                    cls_blob, args_blob, meta, placement = pickle.loads(value)
+                    fut = self.client.submit(
+                        Shell, cls_blob, args_blob, dict(meta, reconstructed=True),
+                        actor=True, key=new_key(self.class_name), pure=False, **placement,
+                    )
+                    # Commit only once the scheduler has the new actor (our submission and
+                    # the commit travel on different connections).
+                    await fut._state.wait()
+                    await self.client._run_on_scheduler(restarts.commit, actor_id=self.actor_id, new_key=fut.key)
+                    self._follow(fut, rebound=False)
         for method, args_blob, num_returns, refs, retries_left in batch:
             if self.dead is not None:
                 for ref in refs:
                     ref._finish("error", exception=self.dead)
+            elif not delivered:  # it never reached the dead incarnation: send it to the new one
+                self.call(method, args_blob, num_returns, refs, retries_left)
             elif retries_left != 0:
                 self.call(method, args_blob, num_returns, refs, retries_left - 1 if retries_left > 0 else -1)
             else:
@@ -705,14 +737,15 @@ class Caller:
                 for ref in refs:
                     ref._finish("error", exception=err)
 
-    def _recreate(self) -> None:
-        recipe = self.recipe
-        meta = dict(recipe.meta, reconstructed=True)
-        self.creation = self.client.submit(
-            Shell, recipe.cls_blob, recipe.args_blob, meta,
-            actor=True, key=new_key(self.class_name), pure=False, **recipe.placement,
-        )
+    def _follow(self, creation, rebound: bool) -> None:
+        """Send later calls to a new incarnation of the actor."""
+        from raycompat._dask import refs as _refs
+
+        if rebound:
+            _refs.desire(creation)
+            _refs.rebound.add(creation)
         with self.lock:
+            self.creation = creation
             self.incarnation += 1
             self.address = None
             self.caller_id = f"{self.client.id}/{uuid.uuid4().hex[:8]}"
@@ -720,7 +753,11 @@ class Caller:
 
 
 class _WorkerLost(Exception):
-    pass
+    """The actor's worker is gone; ``delivered`` says whether the calls may have run."""
+
+    def __init__(self, why: str, delivered: bool = True):
+        super().__init__(why)
+        self.delivered = delivered
 
 
 #: How long to keep trying to connect to an actor's worker. Dask's own connect retries a
@@ -730,11 +767,12 @@ class _WorkerLost(Exception):
 ACTOR_CONNECT_TIMEOUT = float(os.environ.get("RAYCOMPAT_ACTOR_CONNECT_TIMEOUT", "3"))
 
 
-async def actor_rpc(client, address: str, actor_key: str, function: str, args: tuple):
+async def actor_rpc(client, address: str, actor_key: str, function: str, args: tuple, comm=None):
     """``actor_execute`` on the actor's worker through the client's connection pool."""
     from distributed.core import send_recv
 
-    comm = await client.rpc.connect(address, timeout=ACTOR_CONNECT_TIMEOUT)
+    if comm is None:
+        comm = await client.rpc.connect(address, timeout=ACTOR_CONNECT_TIMEOUT)
     try:
         return await send_recv(comm=comm, op="actor_execute", actor=actor_key, function=function,
                                args=args, kwargs={})

@@ -129,7 +129,8 @@ def translate_error(exc: BaseException, ref: ObjectRef) -> BaseException:
             return outer.as_instanceof_cause()
         return exc.as_instanceof_cause()
     if isinstance(exc, rex.RayError):
-        return exc
+        # The same stored error may be raised by many gets: do not let its traceback grow.
+        return exc.with_traceback(None)
     if ref._key in _cancelled:
         return rex.TaskCancelledError(ref.hex())
     if type(exc).__name__ == "KilledWorker":

@@ -39,6 +39,9 @@ class DriverLifetimePlugin(SchedulerPlugin):
             if keys:
                 scheduler.client_releases_keys(keys=keys, client=pins)
             scheduler.clients.pop(pins, None)
+        from raycompat._dask import restarts
+
+        restarts.forget_job(scheduler, driver["job"])
         variables = scheduler.extensions.get("variables")
         if variables is not None:
             for name in driver["names"]:

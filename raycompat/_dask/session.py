@@ -113,6 +113,12 @@ class Session:
 
             delete_names(client, self.named_actors)
         _release_pins(client, self.job_id)
+        try:
+            from raycompat._dask import restarts
+
+            client.run_on_scheduler(restarts.forget_job, job=self.job_id)
+        except Exception:  # noqa: BLE001 - best effort on a cluster we only joined
+            pass
         if self.owns_client:
             try:
                 client.close(timeout=10)
