@@ -225,9 +225,9 @@ class Shell:
         finally:
             _context.set_current_task(prev)
 
-    def _context(self, method: str) -> _context.TaskContext:
+    def _context(self, method: str, key=None) -> _context.TaskContext:
         ctx = _context.TaskContext(
-            key=new_key(f"{self.class_name}.{method}"),
+            key=key or new_key(f"{self.class_name}.{method}"),
             name=f"{self.class_name}.{method}",
             function_name=f"{self.class_name}.{method}",
             job_id=self.meta["job_id"],
@@ -239,6 +239,8 @@ class Shell:
 
     # -- one call -------------------------------------------------------------
     def _run_sync(self, method: str, args_blob, num_returns, key=None):
+        if not self.meta.get("env_vars"):
+            return self._run_sync_now(method, args_blob, num_returns, key)
         with self._env():
             return self._run_sync_now(method, args_blob, num_returns, key)
 
@@ -247,7 +249,7 @@ class Shell:
             return ("dead", self.dead)
         if key in self.cancelled:
             return ("cancelled", rex.TaskCancelledError(key))
-        ctx = self._context(method)
+        ctx = self._context(method, key)
         self.running[key] = ctx
         prev = _context.set_current_task(ctx)
         start = time.time()
@@ -267,6 +269,8 @@ class Shell:
             _context.set_current_task(prev)
 
     async def _run_async(self, method: str, args_blob, num_returns, key=None):
+        if not self.meta.get("env_vars"):
+            return await self._run_async_now(method, args_blob, num_returns, key)
         with self._env():
             return await self._run_async_now(method, args_blob, num_returns, key)
 
@@ -280,7 +284,7 @@ class Shell:
         if semaphore is None:
             semaphore = self.semaphores[group] = asyncio.Semaphore(self.group_sizes.get(group, 1))
         async with semaphore:
-            ctx = self._context(method)
+            ctx = self._context(method, key)
             self.running[key] = ctx
             self.async_tasks[key] = asyncio.current_task()
             prev = _context.set_current_task(ctx)
