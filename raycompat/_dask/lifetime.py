@@ -21,6 +21,21 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 PIN_PREFIX = "raycompat-pins-"
 
 
+def release_client(scheduler, name: str) -> None:
+    """Drop a synthetic scheduler client (pins, actor holders) and every key it wants."""
+    cs = scheduler.clients.get(name)
+    if cs is not None:
+        keys = [ts.key for ts in cs.wants_what]
+        if keys:
+            scheduler.client_releases_keys(keys=keys, client=name)
+        scheduler.clients.pop(name, None)
+
+
+def release_client_remote(dask_scheduler, name: str) -> None:
+    """``release_client`` for ``Client.run_on_scheduler``."""
+    release_client(dask_scheduler, name)
+
+
 class DriverLifetimePlugin(SchedulerPlugin):
     name = "raycompat-driver-lifetime"
 
@@ -32,13 +47,7 @@ class DriverLifetimePlugin(SchedulerPlugin):
         driver = self.drivers.pop(client, None)
         if driver is None:
             return
-        pins = PIN_PREFIX + driver["job"]
-        cs = scheduler.clients.get(pins)
-        if cs is not None:
-            keys = [ts.key for ts in cs.wants_what]
-            if keys:
-                scheduler.client_releases_keys(keys=keys, client=pins)
-            scheduler.clients.pop(pins, None)
+        release_client(scheduler, PIN_PREFIX + driver["job"])
         from raycompat._dask import restarts
 
         restarts.forget_job(scheduler, driver["job"])

@@ -62,14 +62,10 @@ def commit(dask_scheduler, actor_id, new_key):
 
 
 def forget(dask_scheduler, actor_id):
+    from raycompat._dask.lifetime import release_client
+
     st = _registry(dask_scheduler).pop(actor_id, None)
-    holder = HOLDER + actor_id
-    cs = dask_scheduler.clients.get(holder)
-    if cs is not None:
-        keys = [ts.key for ts in cs.wants_what]
-        if keys:
-            dask_scheduler.client_releases_keys(keys=keys, client=holder)
-        dask_scheduler.clients.pop(holder, None)
+    release_client(dask_scheduler, HOLDER + actor_id)
     return st is not None
 
 

@@ -479,18 +479,11 @@ def shutdown() -> None:
 
 
 def _release_pins(client, job_id) -> None:
-    def release(dask_scheduler, name):
-        cs = dask_scheduler.clients.get(name)
-        if cs is not None:
-            keys = [ts.key for ts in cs.wants_what]
-            if keys:
-                dask_scheduler.client_releases_keys(keys=keys, client=name)
-            dask_scheduler.clients.pop(name, None)
-
+    from raycompat._dask.lifetime import release_client_remote
     from raycompat._dask.refs import PIN_PREFIX
 
     try:
-        client.run_on_scheduler(release, name=PIN_PREFIX + job_id)
+        client.run_on_scheduler(release_client_remote, name=PIN_PREFIX + job_id)
     except Exception as e:  # noqa: BLE001 - best effort on a cluster we only connect to
         logger.debug("could not release pinned keys: %s", e)
 

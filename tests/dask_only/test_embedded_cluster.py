@@ -231,40 +231,8 @@ def test_actor_calls_page_on_the_dashboard(ray):
 
 
 def test_cancelled_queued_actor_call_never_runs(ray):
-    @ray.remote
-    class Worker:
-        def __init__(self):
-            self.ran = []
+    from test_actors import cancel_a_queued_call
 
-        def nap(self, tag, t):
-            time.sleep(t)
-            self.ran.append(tag)
-            return tag
-
-        def log(self):
-            return list(self.ran)
-
-    w = Worker.remote()
-    ray.get(w.log.remote())
-    running = w.nap.remote("first", 1.0)
-    queued = w.nap.remote("second", 0.0)
-    ray.cancel(queued)
-    with pytest.raises(ray.exceptions.TaskCancelledError):
-        ray.get(queued, timeout=60)
-    assert ray.get(running) == "first"
+    w = cancel_a_queued_call(ray)
     # Stricter than Ray 2.60, which may still run it (see tests/test_actors.py).
     assert ray.get(w.log.remote()) == ["first"]
-
-
-def test_unsupported_runtime_env_keys_raise_rays_error(ray):
-    def f():
-        return 1
-
-    with pytest.raises(ray.exceptions.RuntimeEnvSetupError, match="working_dir"):
-        ray.remote(runtime_env={"working_dir": "."})(f)
-
-    class A:
-        pass
-
-    with pytest.raises(ray.exceptions.RuntimeEnvSetupError, match="pip"):
-        ray.remote(runtime_env={"pip": ["requests"]})(A)
