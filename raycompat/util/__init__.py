@@ -22,4 +22,14 @@ def list_named_actors(all_namespaces: bool = False):
     return actor_api.list_named_actors(all_namespaces)
 
 
-__all__ = ["get_node_ip_address", "list_named_actors"]
+def __getattr__(name):
+    # ActorPool imports raycompat itself: load it on first use, as CPython's
+    # concurrent.futures loads its executors lazily.
+    if name == "ActorPool":
+        from raycompat.util.actor_pool import ActorPool
+
+        return ActorPool
+    raise AttributeError(f"module 'raycompat.util' has no attribute {name!r}")
+
+
+__all__ = ["ActorPool", "get_node_ip_address", "list_named_actors"]
