@@ -400,6 +400,8 @@ def _start_embedded(
             dashboard_address=dashboard_address,
             worker_dashboard_address=None,
             env={_ledger.ENV_VAR: ledger.path},
+            # Import the task wrapper while the workers start, not on their first task.
+            preload=["raycompat._dask.worker_task"],
             local_directory=tmpdir,
             silence_logs=logging.ERROR,
         )

@@ -29,7 +29,11 @@ def __getattr__(name):
         from raycompat.util.actor_pool import ActorPool
 
         return ActorPool
+    if name in ("as_completed", "map_unordered"):
+        from raycompat.util import helpers
+
+        return getattr(helpers, name)
     raise AttributeError(f"module 'raycompat.util' has no attribute {name!r}")
 
 
-__all__ = ["ActorPool", "get_node_ip_address", "list_named_actors"]
+__all__ = ["ActorPool", "as_completed", "get_node_ip_address", "list_named_actors", "map_unordered"]
