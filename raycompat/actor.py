@@ -5,9 +5,7 @@
 from __future__ import annotations
 
 import inspect
-import threading
-import uuid
-from typing import Any, Optional
+from typing import Optional
 
 from raycompat import exceptions as rex
 

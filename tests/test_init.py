@@ -3,7 +3,7 @@ starts and stops clusters of its own."""
 
 import json
 
-from conftest import ON_RAY, run_script
+from conftest import run_script
 
 PRELUDE = """
 import json, os, sys

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from conftest import ON_RAY
 
 
 def test_decorator_forms(ray):

@@ -21,7 +21,8 @@ from distributed import Future
 from raycompat import exceptions as rex
 from raycompat._dask import refs as _refs
 from raycompat._dask import session as _session
-from raycompat._dask.actors import KILLED, ActorResult, Caller, Shell, actor_died, actor_rpc, new_key
+from raycompat._dask.actors import KILLED, ActorResult, Caller, Shell, actor_died, actor_rpc
+from raycompat._dask.keys import new_key
 from raycompat._dask.refs import ObjectRef
 
 #: One Caller per (actor, client) in this process, held strongly by the handles only: when

@@ -36,31 +36,21 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
-import itertools
 import os
 import pickle
 import threading
 import time
-import traceback
 import uuid
-from typing import Any, Optional
+from typing import Optional
 
 import cloudpickle
 from distributed import Future
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
+from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
 
-_uid = uuid.uuid4().hex[:12]
-_counter = itertools.count()
-
-
-def new_key(prefix: str) -> str:
-    return f"{prefix}-{_uid}{next(_counter):x}"
-
-
-os.register_at_fork(after_in_child=lambda: globals().update(_uid=uuid.uuid4().hex[:12]))
 
 
 def actor_died(actor_id: str, class_name: str, reason: str) -> rex.ActorDiedError:
@@ -421,7 +411,8 @@ def _pack_result(shell: Shell, method: str, result, num_returns):
             err = ValueError(f"Task returned {count} objects, but num_returns={num_returns}.")
             return ("error", _method_error(shell, method, err))
     try:
-        return ("ok", Sealed.seal(result, copy=True))
+        # No copy: the reply pickles it at once (Sealed.__reduce__ copies the buffers).
+        return ("ok", Sealed.seal(result))
     except Exception as exc:  # noqa: BLE001 - unpicklable result
         return ("error", _method_error(shell, method, exc))
 
@@ -504,8 +495,8 @@ class ActorResult:
         return self._exception
 
     def add_done_callback(self, fn) -> None:
-        def run(_):
-            threading.Thread(target=fn, args=(self,), daemon=True).start()
+        def run(_):  # off the event loop, as distributed.Future runs its callbacks
+            _callback_executor().submit(fn, self)
 
         if self.done():
             run(self)
@@ -543,6 +534,16 @@ class ActorResult:
                 else:
                     self._dask_future = self.client.scatter({self.key: self._value}, hash=False)[self.key]
             return self._dask_future
+
+
+_executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+
+
+def _callback_executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raycompat-callback")
+    return _executor
 
 
 def _reraise(exc):

@@ -39,7 +39,7 @@ def _host_resources(workers, ledger_totals=None) -> dict:
 
 
 def nodes() -> list[dict]:
-    session = _session.current_session()
+    _session.current_session()
     ledger = _session.embedded_ledger()
     out = []
     for host, workers in sorted(_by_host().items()):
@@ -67,7 +67,6 @@ def nodes() -> list[dict]:
                 "DaskWorkers": sorted(w["id"] if "id" in w else w.get("name") for w in workers),
             }
         )
-    del session
     return out
 
 

@@ -13,7 +13,8 @@ Lifetime (Ray tracks borrowers; Dask forgets a key once no client wants it):
 - a ref inside a task's arguments is held by the submitter until the task finishes;
 - a ref that escapes into data (a task's return value, ``put``, anything else that
   pickles it) is pinned under the job's synthetic scheduler client
-  ``raycompat-pins-<job>`` and released at ``shutdown()``. ``pinned_keys()`` lists them.
+  ``raycompat-pins-<job>`` and released at ``shutdown()`` (or when the driver's client
+  leaves a cluster it joined, see ``lifetime.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Optional
 
 from distributed import Future
 
-from raycompat._dask import context as _context
 
 #: While set, ObjectRefs being pickled are task arguments: collect them instead of pinning.
 _arg_refs: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("arg_refs", default=None)
@@ -150,6 +150,3 @@ def _pin(fut: Future) -> None:
     except Exception:  # noqa: BLE001 - a closed client has nothing left to pin
         pass
 
-
-def in_task() -> bool:
-    return _context.current_task() is not None

@@ -92,7 +92,6 @@ class Session:
         self.ledger = ledger
         self.tmpdir = tmpdir
         self.runtime_env = runtime_env or {}
-        self.warned: set = set()
         self.function_deps: dict = {}
         #: Variables naming this driver's non-detached actors, deleted at shutdown.
         self.named_actors: list = []

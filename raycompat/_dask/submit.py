@@ -21,12 +21,10 @@ The mapping, option by option (unlisted options: see ``raycompat/_private/option
 from __future__ import annotations
 
 import hashlib
-import os
+import time
 import itertools
-import pickle
-import uuid
 import warnings
-from typing import Any, Optional
+from typing import Any
 
 import cloudpickle
 import dask
@@ -34,29 +32,17 @@ import dask
 from raycompat import exceptions as rex
 from raycompat._dask import refs as _refs
 from raycompat._dask import retries
+from raycompat._dask.keys import new_key
 from raycompat._dask import session as _session
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed
 from raycompat._dask.worker_task import ArgSlot, TaskSpec, run_task
+from raycompat._private.options import DEFAULT_TASK_MAX_RETRIES
 
 #: Ray inlines arguments up to 100 KiB; larger ones go through the object store.
 INLINE_LIMIT = 100 * 1024
 
 _spread_counter = itertools.count()
-#: Keys are "{name}-{process prefix}{counter}": unique across processes, cheap per call,
-#: and grouped by name on the dashboard.
-_KEY_PREFIX = uuid.uuid4().hex[:16]
-_key_counter = itertools.count()
-
-
-def _new_key_prefix():
-    global _KEY_PREFIX, _key_counter
-    _KEY_PREFIX = uuid.uuid4().hex[:16]
-    _key_counter = itertools.count()
-
-
-os.register_at_fork(after_in_child=_new_key_prefix)
-DEFAULT_MAX_RETRIES = 3
 _infeasible_warned: set = set()
 _inflight_no_return: set = set()
 
@@ -148,27 +134,23 @@ def _placement(client, options, name) -> dict:
     dask_resources = {k: v for k, v in request.items() if k != "CPU"}
     if dask_resources:
         out["resources"] = dask_resources
-        offered = _worker_resources(client)
+        offered = [dict(w.get("resources") or {}) for w in _workers(client).values()]
         if not any(all(w.get(k, 0.0) >= v for k, v in dask_resources.items()) for w in offered):
             _warn_infeasible(name, dask_resources, f"workers offer {offered}")
     return out, request
 
 
-_worker_resources_cache: dict = {}
+_workers_cache: dict = {}
 
 
-def _worker_resources(client) -> list:
-    """The resources each worker advertises (cached for a second per client)."""
-    import time
-
+def _workers(client) -> dict:
+    """The scheduler's worker table, cached for a second per client: placement decisions
+    (SPREAD, node affinity, feasibility) must not cost a scheduler round trip per call."""
     now = time.monotonic()
-    hit = _worker_resources_cache.get(client.id)
-    if hit is not None and now - hit[0] < 1.0:
-        return hit[1]
-    workers = client.scheduler_info(n_workers=-1)["workers"]
-    value = [dict(w.get("resources") or {}) for w in workers.values()]
-    _worker_resources_cache[client.id] = (now, value)
-    return value
+    hit = _workers_cache.get(client.id)
+    if hit is None or now - hit[0] >= 1.0:
+        hit = _workers_cache[client.id] = (now, client.scheduler_info(n_workers=-1)["workers"])
+    return hit[1]
 
 
 def _strategy(client, options) -> dict:
@@ -177,7 +159,7 @@ def _strategy(client, options) -> dict:
         return {}
     from raycompat.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    workers = _workers(client)
     if strategy == "SPREAD":
         addrs = sorted(workers)
         if not addrs:
@@ -245,7 +227,7 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
     strategy = _strategy(client, options)
     if "unschedulable" in strategy:
         fut = client.submit(
-            _raise_unschedulable, strategy["unschedulable"], key=f"{name}-{uuid.uuid4().hex}", pure=False
+            _raise_unschedulable, strategy["unschedulable"], key=new_key(name), pure=False
         )
         return ObjectRef(fut, None, name)
     placement.update(strategy)
@@ -258,15 +240,15 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
         args_blob=args_blob,
         slots=tuple(slots),
         num_returns=num_returns,
-        retries=3 if max_retries is None else max_retries,
+        retries=DEFAULT_TASK_MAX_RETRIES if max_retries is None else max_retries,
         retry_exceptions=retry_exceptions,
         request=request,
         env_vars=env_vars,
         job_id=_session.current_job_id(),
         namespace=_session.current_namespace(),
     )
-    key = f"{name}-{_KEY_PREFIX}{next(_key_counter):x}"
-    if spec.retries == DEFAULT_MAX_RETRIES:
+    key = new_key(name)
+    if spec.retries == DEFAULT_TASK_MAX_RETRIES:
         fut = client.submit(run_task, spec, *prefix_deps, *deps, key=key, pure=False, **placement)
     else:
         with dask.annotate(**{retries.ANNOTATION: spec.retries}):

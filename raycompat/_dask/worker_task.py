@@ -18,7 +18,7 @@ import logging
 import os
 import pickle
 import traceback
-from typing import Any, Optional
+from typing import Any
 
 import cloudpickle
 

@@ -3,7 +3,6 @@
 import os
 import time
 
-import pytest
 
 from conftest import run_script
 

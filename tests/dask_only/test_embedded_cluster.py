@@ -31,7 +31,6 @@ def test_everything_listens_on_loopback(ray):
 
 
 def test_dashboard_answers_and_knows_task_names(ray):
-    url = ray.get_runtime_context  # noqa: B018 - keep the public API import used
     s = _session()
     assert s.dashboard_url.startswith("http://127.0.0.1:")
     with urllib.request.urlopen(s.dashboard_url, timeout=30) as resp:
