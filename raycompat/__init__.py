@@ -26,6 +26,7 @@ from raycompat.actor import ActorClass, ActorHandle, method
 from raycompat._dask.api import cancel, get, put, wait
 from raycompat._dask.cluster_info import available_resources, cluster_resources, nodes
 from raycompat._dask.refs import ObjectRef
+from raycompat._dask.streaming import DynamicObjectRefGenerator, ObjectRefGenerator
 from raycompat._dask.session import RayContext, init, is_initialized, shutdown
 from raycompat._private import options as _options
 from raycompat.remote_function import RemoteFunction
@@ -107,7 +108,9 @@ __all__ = [
     "ActorClass",
     "ActorHandle",
     "actor",
+    "DynamicObjectRefGenerator",
     "ObjectRef",
+    "ObjectRefGenerator",
     "RayContext",
     "RemoteFunction",
     "available_resources",

@@ -24,6 +24,7 @@ from raycompat._dask import session as _session
 from raycompat._dask.actors import KILLED, ActorResult, Caller, Shell, actor_died, actor_rpc
 from raycompat._dask.keys import new_key
 from raycompat._dask.refs import ObjectRef
+from raycompat._dask.streaming import ObjectRefGenerator
 
 #: One Caller per (actor, client) in this process, held strongly by the handles only: when
 #: the last handle goes, so does the Caller and its creation future, and Dask drops the actor.
@@ -216,13 +217,22 @@ def call(handle, method: str, args, kwargs, num_returns):
                 "with the `max_pending_calls` actor option."
             )
         caller.track_pending(backing)
+    generator = None
+    if num_returns == "streaming":
+        generator = ObjectRefGenerator(backing.key, caller.client, name)
+        wire_returns = ("streaming", caller.client.id)  # the shell publishes to this client
+    else:
+        wire_returns = num_returns
     if handle._actor_id in _killed:
         backing._finish("error", exception=actor_died(handle._actor_id, handle._class_name, KILLED))
     else:
         if held:
             backing._held = held
-        caller.call(method, args_blob, num_returns, [backing])
-    if num_returns == 1:
+        caller.call(method, args_blob, wire_returns, [backing])
+    if generator is not None:
+        generator._attach(ObjectRef(backing, None, name))
+        return generator
+    if num_returns in (1, "dynamic"):
         return ObjectRef(backing, None, name)
     if num_returns == 0:
         return None

@@ -36,6 +36,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import inspect
 import os
 import pickle
 import threading
@@ -48,6 +49,7 @@ from distributed import Future
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
+from raycompat._dask import streaming
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
 
@@ -246,6 +248,8 @@ class Shell:
         try:
             args, kwargs = _resolve_args(args_blob)
             result = _invoke(self, method, args, kwargs)
+            if type(num_returns) is tuple:  # ("streaming", consumer client id)
+                return self._stream(method, result, num_returns[1], ctx)
             return _pack_result(self, method, result, num_returns)
         except ActorExit:
             self.dead = actor_died(self.actor_id, self.class_name, EXITED)
@@ -282,6 +286,8 @@ class Shell:
             try:
                 args, kwargs = _resolve_args(args_blob)
                 result = _invoke(self, method, args, kwargs)
+                if type(num_returns) is tuple:  # ("streaming", consumer client id)
+                    return await self._stream_async(method, result, num_returns[1], ctx)
                 if asyncio.iscoroutine(result):
                     result = await result
                 return _pack_result(self, method, result, num_returns)
@@ -297,6 +303,25 @@ class Shell:
                 self.async_tasks.pop(key, None)
                 self.records.append((ctx.name, start, time.time(), threading.get_ident()))
                 _context.set_current_task(prev)
+
+    # -- generator methods (see streaming.py) -----------------------------------
+    def _stream(self, method: str, gen, consumer_id: str, ctx):
+        publisher = streaming.Publisher(consumer_id, ctx.key, ctx.name)
+        try:
+            end = streaming.run_streaming(gen, publisher, lambda: ctx.cancelled)
+        except Exception as exc:  # noqa: BLE001 - user code: the stream's last item
+            end = streaming.StreamEnd(publisher.count, _method_error(self, method, exc))
+        return ("ok", Sealed.seal(end))
+
+    async def _stream_async(self, method: str, gen, consumer_id: str, ctx):
+        publisher = streaming.Publisher(consumer_id, ctx.key, ctx.name)
+        try:
+            end = await streaming.run_streaming_async(gen, publisher, lambda: ctx.cancelled)
+        except asyncio.CancelledError:
+            end = streaming.StreamEnd(publisher.count, rex.TaskCancelledError(ctx.key))
+        except Exception as exc:  # noqa: BLE001 - user code: the stream's last item
+            end = streaming.StreamEnd(publisher.count, _method_error(self, method, exc))
+        return ("ok", Sealed.seal(end))
 
     # -- the RPC entry point ----------------------------------------------------
     async def call_batch(self, blob: bytes) -> bytes:
@@ -403,6 +428,12 @@ def _invoke(shell: Shell, method: str, args, kwargs):
 
 
 def _pack_result(shell: Shell, method: str, result, num_returns):
+    if inspect.isgenerator(result):  # a generator method with a fixed num_returns
+        from raycompat._dask.worker_task import _drain
+
+        result = _drain(result, num_returns)
+    if num_returns == "dynamic":
+        num_returns = 1
     if num_returns == 0:
         result = None
     elif num_returns != 1:

@@ -25,6 +25,7 @@ from raycompat._dask import refs as _refs
 from raycompat._dask import session as _session
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed
+from raycompat._dask.streaming import ObjectRefGenerator, StreamEnd
 
 #: Keys cancelled with ``ray.cancel``: their ``get`` raises TaskCancelledError.
 _cancelled: set = set()
@@ -157,6 +158,10 @@ def _raise_for(fut: Future, ref: ObjectRef):
 
 def _value(sealed, ref: ObjectRef):
     v = sealed.unseal() if isinstance(sealed, Sealed) else sealed
+    if type(v) is StreamEnd:  # a streaming call's own result (``gen.completed()``)
+        if v.error is not None:
+            raise translate_error(v.error, ref) from None
+        return None
     return v if ref._index is None else v[ref._index]
 
 
@@ -192,6 +197,8 @@ def get(object_refs, *, timeout=None):
     if type(object_refs) is ObjectRef:
         _session.current_session()
         return get_one(object_refs, _check_timeout(timeout))
+    if type(object_refs) is ObjectRefGenerator:
+        return object_refs  # Ray returns a generator unchanged
     if not isinstance(object_refs, list):
         raise ValueError(
             f"Invalid type of object refs, {type(object_refs)}, is given. "
@@ -276,7 +283,7 @@ def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
     if timeout is not None and timeout < 0:
         raise ValueError("The 'timeout' argument must be nonnegative. " f"Received {timeout}")
     for r in ray_waitables:
-        if type(r) is not ObjectRef:
+        if type(r) is not ObjectRef and type(r) is not ObjectRefGenerator:
             raise TypeError(
                 "wait() expected a list of ray.ObjectRef or "
                 "ray.ObjectRefGenerator, "
@@ -294,10 +301,15 @@ def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
             "of ray_waitables provided to ray.wait."
         )
     _session.current_session()
-    futures = list({r._key: r._future for r in ray_waitables}.values())
+    futures = list({_wait_key(r): _waitable(r) for r in ray_waitables}.values())
+
+    def ready(r) -> bool:
+        if type(r) is ObjectRefGenerator:
+            return r.next_ready()
+        return r._future.done() or r._key in _cancelled
 
     def ready_count():
-        return sum(1 for r in ray_waitables if r._future.done() or r._key in _cancelled)
+        return sum(1 for r in ray_waitables if ready(r))
 
     if ready_count() < num_returns:
         client = futures[0].client
@@ -309,9 +321,18 @@ def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
             if not left or (remaining is not None and remaining <= 0):
                 break
             _wait_futures(client, left, 1, remaining, False)
-    ready = [r for r in ray_waitables if r._future.done() or r._key in _cancelled][:num_returns]
-    ready_set = set(ready)
-    return ready, [r for r in ray_waitables if r not in ready_set]
+    ready_refs = [r for r in ray_waitables if ready(r)][:num_returns]
+    ready_ids = {id(r) for r in ready_refs}
+    return ready_refs, [r for r in ray_waitables if id(r) not in ready_ids]
+
+
+def _wait_key(r):
+    return ("generator", id(r)) if type(r) is ObjectRefGenerator else r._key
+
+
+def _waitable(r):
+    """What ``wait`` waits on: a ref's future, or "a generator's next item is here"."""
+    return r._readiness() if type(r) is ObjectRefGenerator else r._future
 
 
 # ---------------------------------------------------------------------------- cancel
@@ -327,6 +348,8 @@ def cancel(ref, *, force=False, recursive=True):
     worker process running it, as Ray kills the worker. A finished task is left alone:
     Dask's own ``cancel`` would delete its result, Ray's does nothing.
     """
+    if type(ref) is ObjectRefGenerator:
+        ref = ref.completed()  # cancelling a generator cancels its call
     if type(ref) is not ObjectRef:
         raise TypeError(
             "ray.cancel() only supported for object refs. "

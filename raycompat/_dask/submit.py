@@ -34,6 +34,7 @@ from raycompat._dask import refs as _refs
 from raycompat._dask import retries
 from raycompat._dask.keys import new_key
 from raycompat._dask import session as _session
+from raycompat._dask import streaming as _streaming
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed
 from raycompat._dask.worker_task import ArgSlot, TaskSpec, run_task
@@ -187,10 +188,6 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
     session = _session.current_session(auto_init=False)
     num_returns = options.get("num_returns")
     num_returns = 1 if num_returns is None else num_returns
-    if num_returns in ("streaming", "dynamic"):
-        raise NotImplementedError(
-            "raycompat does not support generator tasks (num_returns='streaming'/'dynamic') yet."
-        )
 
     args, kwargs, deps, slots = _split_args(args, kwargs)
     prefix_deps: list = []
@@ -248,6 +245,11 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
         namespace=_session.current_namespace(),
     )
     key = new_key(name)
+    generator = None
+    if num_returns == "streaming":
+        # Subscribe (and register) before the task exists: its first item may come quickly.
+        generator = _streaming.ObjectRefGenerator(key, client, name)
+        spec.stream_to = client.id
     if spec.retries == DEFAULT_TASK_MAX_RETRIES:
         fut = client.submit(run_task, spec, *prefix_deps, *deps, key=key, pure=False, **placement)
     else:
@@ -255,7 +257,10 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
             fut = client.submit(run_task, spec, *prefix_deps, *deps, key=key, pure=False, **placement)
     if held:
         fut.add_done_callback(lambda _f, _h=held: _h.clear())
-    if num_returns == 1:
+    if generator is not None:
+        generator._attach(ObjectRef(fut, None, name))
+        return generator
+    if num_returns in (1, "dynamic"):
         return ObjectRef(fut, None, name)
     if num_returns == 0:
         # Ray returns None, but the task must still run: hold its future until it ends.

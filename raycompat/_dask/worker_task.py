@@ -14,6 +14,7 @@ wrapper then does what Ray's worker does around user code:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import pickle
@@ -68,6 +69,7 @@ class TaskSpec:
         "env_vars",
         "job_id",
         "namespace",
+        "stream_to",
     )
 
     def __init__(self, **kw):
@@ -170,6 +172,34 @@ def _task_error(spec: TaskSpec, exc: BaseException, key: str) -> rex.RayTaskErro
     return err
 
 
+def _drain(gen, num_returns):
+    """A generator task with a fixed ``num_returns``: Ray stores its items as the returns;
+    with ``"dynamic"``, as a ``DynamicObjectRefGenerator`` of refs."""
+    from raycompat._dask.streaming import collect_dynamic
+
+    if num_returns == "dynamic":
+        return collect_dynamic(gen)
+    items = list(gen)
+    return items[0] if num_returns == 1 and len(items) == 1 else items
+
+
+def _run_stream(spec: TaskSpec, fn, args, kwargs, ctx, key):
+    """A streaming generator task: publish each item as it is yielded (``streaming.py``)."""
+    from raycompat._dask.streaming import Publisher, StreamEnd, run_streaming
+
+    publisher = Publisher(spec.stream_to, key, spec.name)
+    try:
+        return run_streaming(fn(*args, **kwargs), publisher, lambda: ctx.cancelled)
+    except KeyboardInterrupt:
+        if ctx.cancelled:  # ray.cancel interrupted us
+            raise rex.TaskCancelledError(key) from None
+        raise
+    except rex.TaskCancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code: the error is the stream's last item
+        return StreamEnd(publisher.count, _task_error(spec, exc, key))
+
+
 def run_task(spec: TaskSpec, *deps):
     """Run one Ray task on this Dask worker; returns the sealed result."""
     from distributed import get_worker
@@ -209,6 +239,8 @@ def run_task(spec: TaskSpec, *deps):
             args, kwargs = _materialize(spec, deps)
         except Exception as exc:  # noqa: BLE001 - deserialization errors surface as task errors
             raise _task_error(spec, exc, key) from None
+        if spec.num_returns == "streaming":
+            return Sealed.seal(_run_stream(spec, fn, args, kwargs, ctx, key))
         retry_exceptions = spec.retry_exceptions
         if isinstance(retry_exceptions, bytes):
             retry_exceptions = pickle.loads(retry_exceptions)
@@ -216,6 +248,8 @@ def run_task(spec: TaskSpec, *deps):
         while True:
             try:
                 result = fn(*args, **kwargs)
+                if inspect.isgenerator(result):
+                    result = _drain(result, spec.num_returns)
                 break
             except KeyboardInterrupt:
                 if ctx.cancelled:  # ray.cancel interrupted us
@@ -227,6 +261,8 @@ def run_task(spec: TaskSpec, *deps):
                     continue
                 raise _task_error(spec, exc, key) from None
         n = spec.num_returns
+        if n == "dynamic":
+            n = 1
         if n == 0:
             result = None
         elif n != 1:

@@ -202,7 +202,33 @@ _IGNORED_WHY = {
 _warned: set[str] = set()
 
 
-def validate_task_options(options: dict, in_options: bool) -> None:
+DYNAMIC_NUM_RETURNS_WARNING = (
+    "num_returns='dynamic' is deprecated and will be removed in a future "
+    "Ray release. Use num_returns='streaming' instead."
+)
+
+
+def validate_num_returns(is_generator_callable: bool, num_returns, stacklevel: int) -> None:
+    """Ray's ``validate_num_returns``: ``"dynamic"`` is deprecated; ``"streaming"`` and
+    ``"dynamic"`` need a generator function."""
+    if num_returns is None:
+        return
+    if isinstance(num_returns, int) and num_returns < 0:
+        raise ValueError(f"num_returns must be >= 0, but got {num_returns}.")
+    if num_returns == "dynamic":
+        from raycompat.util.annotations import RayDeprecationWarning
+
+        warnings.warn(DYNAMIC_NUM_RETURNS_WARNING, RayDeprecationWarning, stacklevel=stacklevel)
+    if num_returns in ("streaming", "dynamic") and not is_generator_callable:
+        raise ValueError(
+            f"num_returns='{num_returns}' can only be used with generator functions "
+            f"(functions that use 'yield'). "
+            f"The decorated function is not a generator function."
+        )
+
+
+def validate_task_options(options: dict, in_options: bool, is_generator_callable=None,
+                          stacklevel: int = 4) -> None:
     """Ray's ``validate_task_options``: unknown keywords raise ``ValueError`` naming them."""
     for k, v in options.items():
         if k not in task_options:
@@ -216,6 +242,8 @@ def validate_task_options(options: dict, in_options: bool) -> None:
     validate_runtime_env(options.get("runtime_env"))
     if in_options and "max_calls" in options:
         raise ValueError("Setting 'max_calls' is not supported in '.options()'.")
+    if is_generator_callable is not None:
+        validate_num_returns(is_generator_callable, options.get("num_returns"), stacklevel=stacklevel)
     warn_ignored(options)
 
 

@@ -1,0 +1,400 @@
+"""Ray's generators on Dask: each yielded item reaches the caller while the call runs.
+
+What Ray 2.60 does (measured, see ``tests/test_generators.py``): a remote generator
+function, or an actor method that is a (sync or async) generator, returns an
+``ObjectRefGenerator`` at once. Each ``yield`` becomes an ObjectRef the caller can take
+with ``next()``/``for``/``async for`` as soon as it exists. An exception raised by the
+generator becomes the next item (its ``get`` raises ``RayTaskError(<cause>)``), then the
+iteration stops. ``ray.wait([gen])`` is ready once the next item (or the end) is there;
+``ray.get(gen)`` returns the generator itself; ``ray.cancel(gen)`` cancels the task, and
+the caller's next item is a ``TaskCancelledError`` (items not yet taken are dropped).
+
+The mapping, one Dask task per call as for any task (or the actor's shell):
+
+- on the worker, each item is sealed, stored in that worker's memory and registered with
+  the scheduler (``update_data``) as wanted by the *consumer's* client, so the item
+  outlives the task and is freed when the consumer drops its ref; then the worker
+  announces ``(call key, index, item key)`` as a Dask event on the topic
+  ``raycompat-stream-<consumer client id>``, which the scheduler forwards to that client
+  only (subscribed before the call is submitted). One scheduler RPC per item; the data
+  stays where it was made until a reader needs it.
+- the call's own result is a small ``StreamEnd(count, error)``. The consumer stops once
+  it has ``count`` items: events travel through the scheduler, an actor's reply does not,
+  so either may arrive first. Indices make a retried task's repeated items harmless.
+- ``num_returns="dynamic"`` (deprecated in Ray) runs the generator to its end and returns
+  a ``DynamicObjectRefGenerator`` of refs to the stored items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import threading
+import time
+import weakref
+from typing import Optional
+
+from raycompat._dask.keys import new_key
+from raycompat._dask.serialization import Sealed
+
+TOPIC_PREFIX = "raycompat-stream-"
+
+
+class StreamEnd:
+    """The result of a streaming call: how many items it yielded, and its error if any.
+
+    ``ray.get`` of a ref to it (``gen.completed()``) gives None or raises the error."""
+
+    __slots__ = ("count", "error")
+
+    def __init__(self, count: int, error: Optional[BaseException] = None):
+        self.count = count
+        self.error = error
+
+    def __reduce__(self):
+        return (StreamEnd, (self.count, self.error))
+
+
+# ============================================================================ worker side
+
+
+class Publisher:
+    """Stores the items one call yields and announces them to the consumer."""
+
+    def __init__(self, consumer_id: str, stream_key: str, name: str):
+        from distributed import get_worker
+
+        self.worker = get_worker()
+        self.consumer_id = consumer_id
+        self.stream_key = stream_key
+        self.name = name
+        self.topic = TOPIC_PREFIX + consumer_id
+        self.count = 0
+
+    def _store_sync(self, item) -> None:
+        from distributed.utils import sync
+
+        sync(self.worker.loop, self._store, Sealed.seal(item, copy=True))
+
+    async def publish_async(self, item) -> None:
+        """From a thread with its own event loop (an async actor's)."""
+        sealed = Sealed.seal(item, copy=True)
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._store(sealed), self.worker.loop.asyncio_loop))
+
+    def publish(self, item) -> None:
+        """From a task or actor thread."""
+        self._store_sync(item)
+
+    async def _store(self, sealed: Sealed) -> None:
+        from dask.sizeof import sizeof
+
+        worker = self.worker
+        key = new_key(f"{self.name}-item")
+        worker.update_data(data={key: sealed}, stimulus_id=f"raycompat-stream-{time.time()}")
+        await worker.scheduler.update_data(
+            who_has={key: [worker.address]}, nbytes={key: sizeof(sealed)}, client=self.consumer_id
+        )
+        worker.log_event(self.topic, (self.stream_key, self.count, key))
+        self.count += 1
+
+
+def run_streaming(gen, publisher: Publisher, is_cancelled) -> StreamEnd:
+    """Drive a sync generator to its end, publishing each item (task and actor threads)."""
+    from raycompat import exceptions as rex
+
+    for item in gen:
+        publisher.publish(item)
+        if is_cancelled():
+            gen.close()
+            raise rex.TaskCancelledError(publisher.stream_key)
+    return StreamEnd(publisher.count)
+
+
+async def run_streaming_async(agen, publisher: Publisher, is_cancelled) -> StreamEnd:
+    from raycompat import exceptions as rex
+
+    if not hasattr(agen, "__anext__"):  # a sync generator method of an async actor
+        for item in agen:
+            await publisher.publish_async(item)
+            if is_cancelled():
+                raise rex.TaskCancelledError(publisher.stream_key)
+        return StreamEnd(publisher.count)
+    async for item in agen:
+        await publisher.publish_async(item)
+        if is_cancelled():
+            await agen.aclose()
+            raise rex.TaskCancelledError(publisher.stream_key)
+    return StreamEnd(publisher.count)
+
+
+def collect_dynamic(gen) -> "DynamicObjectRefGenerator":
+    """``num_returns="dynamic"``: store every item, return the generator of their refs."""
+    from raycompat._dask import api
+
+    return DynamicObjectRefGenerator([api.put(item) for item in gen])
+
+
+# ============================================================================ caller side
+
+
+class _Registry:
+    """The generators a client consumes, by call key; the event handler of its topic."""
+
+    def __init__(self, client):
+        self.client = client
+        self.streams: "weakref.WeakValueDictionary[str, ObjectRefGenerator]" = weakref.WeakValueDictionary()
+        client.subscribe_topic(TOPIC_PREFIX + client.id, self.on_event)
+
+    def on_event(self, event) -> None:  # on the client's event loop
+        _, (stream_key, index, item_key) = event
+        gen = self.streams.get(stream_key)
+        if gen is None or not gen._take(index, item_key):
+            # Nobody will read it (the generator is gone, or this is a retry's repeat).
+            self.client._send_to_scheduler(
+                {"op": "client-releases-keys", "keys": [item_key], "client": self.client.id}
+            )
+
+
+_registries: dict = {}
+_registries_lock = threading.Lock()
+
+
+def register(client, gen: "ObjectRefGenerator") -> None:
+    """Route ``gen``'s items to it; must run before its call is sent."""
+    with _registries_lock:
+        reg = _registries.get(client.id)
+        if reg is None:
+            reg = _registries[client.id] = _Registry(client)
+    reg.streams[gen._stream_key] = gen
+
+
+class ObjectRefGenerator:
+    """The refs a generator task or actor method yields, as they are yielded (Ray's
+    ``ray.ObjectRefGenerator``): iterate with ``next``/``for``/``async for``."""
+
+    def __init__(self, stream_key: str, client, name: str):
+        """Route the items of the call ``stream_key`` here; call before sending the call."""
+        self._final = None  # the ref of the call's own result (``_attach``)
+        self._stream_key = stream_key
+        self._name = name
+        self._client = client
+        self._items: collections.deque = collections.deque()
+        self._early: dict = {}  # index -> ref that arrived before an earlier one
+        self._received = 0
+        self._end: Optional[int] = None  # the item count, once the call has ended
+        self._error_ref = None
+        self._error_taken = False
+        self._cond = threading.Condition()
+        self._async_waiters: list = []
+        self._loop_event: Optional[asyncio.Event] = None
+        register(client, self)
+
+    def _attach(self, final_ref) -> None:
+        self._final = final_ref
+        final_ref._future.add_done_callback(self._on_final)
+
+    # -- fed from the client's event loop ---------------------------------------
+    def _take(self, index: int, item_key: str) -> bool:
+        from distributed import Future
+
+        from raycompat._dask import refs as _refs
+        from raycompat._dask.refs import ObjectRef
+
+        with self._cond:
+            if index < self._received or index in self._early or self._end is not None and self._dropped():
+                return False
+            fut = Future(item_key, self._client)
+            _refs.desire(fut)  # the scheduler's first report may have come before this Future
+            ref = ObjectRef(fut, None, self._name)
+            self._early[index] = ref
+            while self._received in self._early:
+                self._items.append(self._early.pop(self._received))
+                self._received += 1
+        self._changed()
+        return True
+
+    def _dropped(self) -> bool:
+        from raycompat._dask import api
+
+        return self._stream_key in api._cancelled
+
+    def _on_final(self, fut) -> None:
+        """The call ended: learn its item count, and its error (as the last item)."""
+        from raycompat._dask import api
+
+        count, error = None, None
+        if self._dropped():  # ray.cancel: ``_pop`` hands out the cancellation
+            pass
+        elif fut.status == "finished":
+            try:
+                end = fut.result()
+                end = end.unseal() if isinstance(end, Sealed) else end
+                count, error = end.count, end.error
+            except Exception as e:  # noqa: BLE001 - lost before we could read it
+                error = api.translate_error(e, self._final)
+        else:
+            try:
+                exc = fut.exception()
+            except BaseException as e:  # noqa: BLE001 - cancelled futures raise here
+                exc = e
+            error = api.translate_error(exc, self._final)
+        with self._cond:
+            if count is None:  # a task's events precede its end: all items are here
+                count = self._received
+            if error is not None:
+                self._error_ref = _error_ref(error, self._client, self._name)
+            self._end = count
+        self._changed()
+
+    def _changed(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+            waiters, self._async_waiters = self._async_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+        if self._loop_event is not None:
+            self._client.loop.add_callback(self._loop_event.set)
+
+    # -- readiness --------------------------------------------------------------
+    def _ended(self) -> bool:
+        return self._end is not None and self._received >= self._end
+
+    def next_ready(self) -> bool:
+        """Whether ``next()`` would return at once."""
+        with self._cond:
+            return bool(self._items) or self._ended() or self._dropped()
+
+    def is_finished(self) -> bool:
+        """Whether every item (and the error, if any) has been taken."""
+        with self._cond:
+            return self._ended() and not self._items and (self._error_ref is None or self._error_taken)
+
+    def completed(self):
+        """A ref ready when the call ends: its ``get`` gives None or raises the call's error."""
+        return self._final
+
+    def _pop(self):
+        """The next ref, or StopIteration, or None when neither is there yet."""
+        if self._dropped():  # ray.cancel: Ray hands out the cancellation, not what was left
+            from raycompat import exceptions as rex
+
+            self._items.clear()
+            if not self._error_taken:
+                self._error_taken = True
+                return _error_ref(rex.TaskCancelledError(self._stream_key), self._client, self._name)
+            raise StopIteration
+        if self._items:
+            return self._items.popleft()
+        if self._ended():
+            if self._error_ref is not None and not self._error_taken:
+                self._error_taken = True
+                return self._error_ref
+            raise StopIteration
+        return None
+
+    # -- iteration ----------------------------------------------------------------
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._next_sync()
+
+    def _next_sync(self):
+        from raycompat._dask import api
+
+        with self._cond:
+            ref = self._pop()
+            if ref is not None:
+                return ref
+        with api._blocking():  # inside a task: give the CPU back while waiting
+            with self._cond:
+                while True:
+                    ref = self._pop()
+                    if ref is not None:
+                        return ref
+                    self._cond.wait()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        while True:
+            with self._cond:
+                try:
+                    ref = self._pop()
+                except StopIteration:
+                    raise StopAsyncIteration from None
+                if ref is not None:
+                    return ref
+                waiter: concurrent.futures.Future = concurrent.futures.Future()
+                self._async_waiters.append(waiter)
+            await asyncio.wrap_future(waiter)
+
+    # -- ray.wait support -------------------------------------------------------
+    def _readiness(self):
+        return _NextReady(self)
+
+    def __reduce__(self):
+        raise TypeError(
+            "An ObjectRefGenerator cannot be passed to another task or actor with raycompat; "
+            "iterate it where it was created and pass the ObjectRefs it yields instead."
+        )
+
+    def __repr__(self):
+        return f"<raycompat.ObjectRefGenerator object at {hex(id(self))}>"
+
+
+class _NextReady:
+    """The part of a Dask future's interface ``api.wait`` uses, for "the next item is here"."""
+
+    status = "finished"
+
+    def __init__(self, gen: ObjectRefGenerator):
+        self.gen = gen
+        self.key = gen._stream_key
+        self.client = gen._client
+
+    @property
+    def _state(self):
+        return self
+
+    def done(self) -> bool:
+        return self.gen.next_ready()
+
+    async def wait(self, timeout=None):  # on the client's event loop
+        gen = self.gen
+        if gen._loop_event is None:
+            gen._loop_event = asyncio.Event()
+        while not gen.next_ready():
+            gen._loop_event.clear()
+            if gen.next_ready():
+                break
+            await gen._loop_event.wait()
+
+
+def _error_ref(error: BaseException, client, name):
+    """A ref whose ``get`` raises ``error`` (the stream's last item)."""
+    from raycompat._dask.actors import ActorResult
+    from raycompat._dask.refs import ObjectRef
+
+    key = new_key(f"{name or 'generator'}-error")
+    if getattr(error, "_dask_key", None) is not None:
+        error._dask_key = key  # raised by this very ref, not by an argument of it
+    backing = ActorResult(key, client, name)
+    backing._finish("error", exception=error)
+    return ObjectRef(backing, None, name)
+
+
+class DynamicObjectRefGenerator:
+    """The value of a ``num_returns="dynamic"`` task: the refs of all its items."""
+
+    def __init__(self, refs):
+        self._refs = list(refs)
+
+    def __iter__(self):
+        return iter(self._refs)
+
+    def __len__(self):
+        return len(self._refs)
