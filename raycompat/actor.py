@@ -57,6 +57,10 @@ def method(*args, **kwargs):
 
     def annotate(fn):
         if "num_returns" in kwargs:
+            from raycompat._private.options import validate_num_returns
+
+            is_generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+            validate_num_returns(is_generator, kwargs["num_returns"], stacklevel=3)
             fn.__ray_num_returns__ = kwargs["num_returns"]
         if "concurrency_group" in kwargs:
             fn.__ray_concurrency_group__ = kwargs["concurrency_group"]
@@ -81,11 +85,13 @@ def exit_actor():
 
 
 class _MethodMeta:
-    __slots__ = ("name", "num_returns", "signature", "concurrency_group")
+    __slots__ = ("name", "num_returns", "signature", "concurrency_group", "is_generator")
 
     def __init__(self, name, fn):
         self.name = name
-        self.num_returns = getattr(fn, "__ray_num_returns__", 1)
+        self.is_generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        # Ray's default: one return, or a stream for a generator method.
+        self.num_returns = getattr(fn, "__ray_num_returns__", "streaming" if self.is_generator else 1)
         self.concurrency_group = getattr(fn, "__ray_concurrency_group__", None)
         try:
             sig = inspect.signature(fn)
@@ -145,12 +151,17 @@ class ActorClass:
                 return parent._remote(args, kwargs, merged)
 
             def bind(self, *args, **kwargs):
-                raise NotImplementedError("raycompat does not support ray.dag (.bind) yet.")
+                from raycompat.dag.class_node import ClassNode
+
+                return ClassNode(parent, args, kwargs, merged)
 
         return ActorOptionWrapper()
 
     def bind(self, *args, **kwargs):
-        raise NotImplementedError("raycompat does not support ray.dag (.bind) yet.")
+        """Ray DAG: a ``ClassNode`` (``raycompat.dag``); each ``execute()`` starts an actor."""
+        from raycompat.dag.class_node import ClassNode
+
+        return ClassNode(self, args, kwargs, self._default_options)
 
     def _remote(self, args, kwargs, options) -> "ActorHandle":
         from raycompat._dask import actor_api
@@ -192,11 +203,18 @@ class ActorMethod:
         return actor_api.call(self._handle, self._meta.name, args, kwargs, self._num_returns)
 
     def options(self, **options):
+        if "num_returns" in options:
+            from raycompat._private.options import validate_num_returns
+
+            validate_num_returns(self._meta.is_generator, options["num_returns"], stacklevel=3)
         num_returns = options.get("num_returns", self._num_returns)
         return ActorMethod(self._handle, self._meta, num_returns)
 
     def bind(self, *args, **kwargs):
-        raise NotImplementedError("raycompat does not support ray.dag (.bind) yet.")
+        """Ray DAG: a ``ClassMethodNode`` calling this actor (``raycompat.dag``)."""
+        from raycompat.dag.class_node import bind_actor_method
+
+        return bind_actor_method(self._handle, self._meta.name, self._meta.signature, self._num_returns, args, kwargs)
 
 
 _BUILTIN_METHODS = ("__ray_ready__", "__ray_call__", "__ray_terminate__")
@@ -225,6 +243,7 @@ class ActorHandle:
         if meta is None and item in _BUILTIN_METHODS:
             meta = _MethodMeta.__new__(_MethodMeta)
             meta.name, meta.num_returns, meta.signature, meta.concurrency_group = item, 1, None, None
+            meta.is_generator = False
         if meta is None:
             raise AttributeError(f"'ActorHandle' object has no attribute '{item}'")
         return ActorMethod(self, meta)

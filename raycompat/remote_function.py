@@ -23,12 +23,11 @@ class RemoteFunction:
                 "async function with `asyncio.run(f())`. See more at:"
                 "https://docs.ray.io/en/latest/ray-core/actors/async_api.html "
             )
-        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
-            raise NotImplementedError(
-                f"{function.__qualname__} is a generator function: raycompat does not support "
-                "generator tasks (ObjectRefGenerator) yet."
-            )
-        _options.validate_task_options(task_options, in_options=False)
+        self._is_generator = inspect.isgeneratorfunction(function)
+        # stacklevel: warn at the user's @ray.remote line (through raycompat.remote).
+        _options.validate_task_options(
+            task_options, in_options=False, is_generator_callable=self._is_generator, stacklevel=6
+        )
         self._function = function
         self._function_name = f"{function.__module__}.{function.__name__}"
         self._default_options = dict(task_options)
@@ -58,7 +57,9 @@ class RemoteFunction:
 
     def options(self, **task_options):
         """A copy of this function with some options overridden, for one or more calls."""
-        _options.validate_task_options(task_options, in_options=True)
+        _options.validate_task_options(
+            task_options, in_options=True, is_generator_callable=self._is_generator
+        )
         merged = _options.merge(self._default_options, task_options)
         parent = self
 
@@ -75,7 +76,10 @@ class RemoteFunction:
         return self._bind(args, kwargs, self._default_options)
 
     def _bind(self, args, kwargs, options):
-        raise NotImplementedError("raycompat does not support ray.dag (.bind) yet.")
+        """Ray DAG: a ``FunctionNode`` (``raycompat.dag``); nothing runs until ``execute()``."""
+        from raycompat.dag.function_node import FunctionNode
+
+        return FunctionNode(self, args, kwargs, options)
 
     def _remote(self, args, kwargs, options: dict[str, Any]):
         from raycompat._dask import submit as _submit
@@ -87,6 +91,8 @@ class RemoteFunction:
         if self._blob is None:
             self._blob = _submit.FunctionBlob(self._function)
         name = options.get("name") or self._function.__name__
+        if self._is_generator and options.get("num_returns") is None:
+            options = {**options, "num_returns": "streaming"}  # Ray's default for generators
         return _submit.submit(
             self._blob, name, self._function.__qualname__ + "", options, args, kwargs
         )
