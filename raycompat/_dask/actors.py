@@ -49,6 +49,7 @@ from distributed import Future
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
+from raycompat._dask import output
 from raycompat._dask import streaming
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
@@ -207,6 +208,7 @@ class Shell:
     def _construct_now(self, cls_blob, args_blob):
         ctx = self._context("__init__")
         prev = _context.set_current_task(ctx)
+        output.task_started(ctx)
         try:
             cls = pickle.loads(cls_blob)
             args, kwargs = _resolve_args(args_blob)
@@ -215,6 +217,7 @@ class Shell:
         except Exception as exc:  # noqa: BLE001 - surfaces at the first call
             self.dead = init_failed(self.actor_id, _method_error(self, "__init__", exc))
         finally:
+            output.task_ended(ctx)
             _context.set_current_task(prev)
 
     def _context(self, method: str, key=None) -> _context.TaskContext:
@@ -244,6 +247,7 @@ class Shell:
         ctx = self._context(method, key)
         self.running[key] = ctx
         prev = _context.set_current_task(ctx)
+        output.task_started(ctx)
         start = time.time()
         try:
             args, kwargs = _resolve_args(args_blob)
@@ -258,6 +262,7 @@ class Shell:
         except Exception as exc:  # noqa: BLE001 - user code
             return ("error", _method_error(self, method, exc))
         finally:
+            output.task_ended(ctx)
             self.running.pop(key, None)
             self.records.append((ctx.name, start, time.time(), threading.get_ident()))
             _context.set_current_task(prev)
@@ -282,6 +287,7 @@ class Shell:
             self.running[key] = ctx
             self.async_tasks[key] = asyncio.current_task()
             prev = _context.set_current_task(ctx)
+            output.task_started(ctx)
             start = time.time()
             try:
                 args, kwargs = _resolve_args(args_blob)
@@ -299,6 +305,7 @@ class Shell:
             except Exception as exc:  # noqa: BLE001 - user code
                 return ("error", _method_error(self, method, exc))
             finally:
+                output.task_ended(ctx)
                 self.running.pop(key, None)
                 self.async_tasks.pop(key, None)
                 self.records.append((ctx.name, start, time.time(), threading.get_ident()))

@@ -27,7 +27,7 @@ from raycompat import __version__
 from raycompat._dask import context as _context
 from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import ledger as _ledger
-from raycompat._dask import observability, retries, spawn_guard
+from raycompat._dask import observability, output, retries, spawn_guard
 
 logger = logging.getLogger("raycompat")
 
@@ -97,6 +97,8 @@ class Session:
         self.named_actors: list = []
         self.started = __import__("time").time()
         self.lifetime_registered = False
+        #: Prints the job's worker output (None with ``log_to_driver=False``).
+        self.printer = None
 
     @property
     def dashboard_url(self) -> str:
@@ -107,6 +109,8 @@ class Session:
 
     def close(self) -> None:
         client, cluster = self.client, self.cluster
+        if self.printer is not None:
+            self.printer.drain()
         if self.named_actors:
             from raycompat._dask.actor_api import delete_names
 
@@ -259,6 +263,8 @@ def init(
             )
         if not session.owned:
             _register_driver(session)
+        if log_to_driver:
+            session.printer = output.Printer(session.client, job_id)
         _session = session
         return _context_for(session)
 

@@ -25,6 +25,7 @@ import cloudpickle
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
+from raycompat._dask import output
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask.serialization import Sealed
 
@@ -219,6 +220,7 @@ def run_task(spec: TaskSpec, *deps):
     )
     prev = _context.set_current_task(ctx)
     _running[key] = ctx
+    output.task_started(ctx)
     saved_env = None
     try:
         if ledger is not None and spec.request:
@@ -290,5 +292,6 @@ def run_task(spec: TaskSpec, *deps):
                     os.environ[k] = v
         if ctx.held is not None:
             ledger.release(ctx.held)
+        output.task_ended(ctx)
         _running.pop(key, None)
         _context.set_current_task(prev)
