@@ -94,5 +94,6 @@ class RemoteFunction:
         if self._is_generator and options.get("num_returns") is None:
             options = {**options, "num_returns": "streaming"}  # Ray's default for generators
         return _submit.submit(
-            self._blob, name, self._function.__qualname__ + "", options, args, kwargs
+            self._blob, name, f"{_options.ray_module_name(self.__module__)}.{self.__qualname__}",
+            options, args, kwargs,
         )

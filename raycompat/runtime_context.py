@@ -19,12 +19,22 @@ class RuntimeContext:
         return context.current_task()
 
     def get(self) -> dict:
-        return {
-            "job_id": self.get_job_id(),
-            "node_id": self.get_node_id(),
-            "namespace": self.namespace,
-            "task_id": self.get_task_id(),
-        }
+        """Ray's dict: ``task_id`` and ``actor_id`` only inside a task or actor."""
+        context = {"job_id": self.get_job_id(), "node_id": self.get_node_id(), "namespace": self.namespace}
+        if self._task() is not None:
+            context["task_id"] = self.get_task_id()
+            if self.get_actor_id() is not None:
+                context["actor_id"] = self.get_actor_id()
+        return context
+
+    def _require_worker(self, error=AssertionError):
+        if self._task() is None:
+            if error is AssertionError:
+                raise AssertionError(
+                    "This method is only available when the process is a                 "
+                    "worker. Current mode: 0"
+                )
+            raise error("This method is only available when the process is a worker. Current mode: 0")
 
     def get_job_id(self) -> str:
         from raycompat._dask import session
@@ -80,8 +90,9 @@ class RuntimeContext:
         return a.actor_id if a is not None else None
 
     def get_actor_name(self) -> Optional[str]:
+        """The actor's name; ``""`` for an unnamed actor, None outside actors (as Ray)."""
         a = self._actor()
-        return a.meta.get("name") if a is not None else None
+        return (a.meta.get("name") or "") if a is not None else None
 
     @property
     def namespace(self) -> str:
@@ -92,6 +103,7 @@ class RuntimeContext:
 
     @property
     def was_current_actor_reconstructed(self) -> bool:
+        self._require_worker()
         a = self._actor()
         return bool(a is not None and a.meta.get("reconstructed"))
 
@@ -106,10 +118,11 @@ class RuntimeContext:
         return handle_of_shell(a)
 
     def get_assigned_resources(self) -> dict[str, Any]:
-        t = self._task()
-        return dict(t.resources) if t is not None else {}
+        self._require_worker()
+        return dict(self._task().resources)
 
     def is_canceled(self) -> bool:
+        self._require_worker(RuntimeError)
         t = self._task()
         return bool(t and t.cancelled)
 

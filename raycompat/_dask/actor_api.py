@@ -25,6 +25,7 @@ from raycompat._dask.actors import KILLED, ActorResult, Caller, Shell, actor_die
 from raycompat._dask.keys import new_key
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.streaming import ObjectRefGenerator
+from raycompat._private import options as _options
 
 #: One Caller per (actor, client) in this process, held strongly by the handles only: when
 #: the last handle goes, so does the Caller and its creation future, and Dask drops the actor.
@@ -120,6 +121,7 @@ def create(actor_class, args, kwargs, options: dict):
         "concurrency_groups": options.get("concurrency_groups") or {},
         "method_groups": {n: m.concurrency_group for n, m in actor_class._methods.items() if m.concurrency_group},
         "class_name": actor_class._class_name,
+        "module": _options.ray_module_name(actor_class.__module__),
         "is_async": actor_class._is_async,
         "max_concurrency": max_concurrency,
         "job_id": _session.current_job_id(),

@@ -220,11 +220,16 @@ class Shell:
             output.task_ended(ctx)
             _context.set_current_task(prev)
 
+    def _module(self) -> str:
+        """``"<module>."`` of the actor's class, for Ray's ``get_task_function_name``."""
+        module = self.meta.get("module")
+        return f"{module}." if module else ""
+
     def _context(self, method: str, key=None) -> _context.TaskContext:
         ctx = _context.TaskContext(
             key=key or new_key(f"{self.class_name}.{method}"),
             name=f"{self.class_name}.{method}",
-            function_name=f"{self.class_name}.{method}",
+            function_name=f"{self._module()}{self.class_name}.{method}",
             job_id=self.meta["job_id"],
             namespace=self.meta["namespace"],
         )

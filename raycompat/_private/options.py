@@ -264,3 +264,16 @@ def merge(base: dict, new: dict) -> dict:
     out = dict(base)
     out.update(new)
     return out
+
+
+def ray_module_name(module) -> str:
+    """The module name Ray shows for a function or class: a script's file name stands in
+    for ``__main__`` (``python rc.py`` gives ``rc.f``)."""
+    if module == "__main__":
+        import os
+        import sys
+
+        path = getattr(sys.modules.get("__main__"), "__file__", None)
+        if path:
+            return os.path.splitext(os.path.basename(path))[0]
+    return module or ""
