@@ -35,8 +35,9 @@ WORKLOADS = {
     "nested": ("seconds", "low"),
     "actor_calls": ("calls_per_s", "high"),
     "actor_round_trip": ("ms", "low"),
+    "generator": ("first_item_ms", "low"),
 }
-EXTRA = {"startup": ["idle_rss_mb"], "large_put_read": ["peak_rss_mb"]}
+EXTRA = {"startup": ["idle_rss_mb"], "large_put_read": ["peak_rss_mb"], "generator": ["rest_overhead_ms"]}
 
 
 #: One run's wall-clock bound: raw Dask's scatter of a 10-million-element list alone takes

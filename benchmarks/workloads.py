@@ -54,9 +54,17 @@ class RayLike:
             return sum(r.get([fib.remote(n - 1), fib.remote(n - 2)]))
 
         self.fib = fib
+        self.slow_gen = r.remote(_slow_gen)
 
     def warm(self):
         self.ray.get([self.noop.remote() for _ in range(NCPU * 2)])
+
+    def first_item(self, n, delay):
+        gen = self.slow_gen.remote(n, delay)
+        first = self.ray.get(next(gen))
+        t = time.perf_counter()
+        rest = [self.ray.get(r) for r in gen]
+        return first, rest, time.perf_counter() - t
 
     def empty_tasks(self, n):
         return self.ray.get([self.noop.remote() for _ in range(n)])
@@ -157,6 +165,16 @@ class RawDask:
     def nested(self, n):
         return self.client.submit(_dask_fib, n, pure=False).result()
 
+    def first_item(self, n, delay):
+        # Dask has no streaming task: a Dask user streams through a distributed.Queue.
+        q = self.d.Queue(client=self.client)
+        fut = self.client.submit(_dask_gen, q.name, n, delay, pure=False)
+        first = q.get()
+        t = time.perf_counter()
+        rest = [q.get() for _ in range(n - 1)]
+        fut.result()
+        return first, rest, time.perf_counter() - t
+
     def actor_calls(self, n):
         c = self.client.submit(Counter, actor=True).result()
         c.increment(0).result()
@@ -214,6 +232,23 @@ def _burn(seconds):
     while time.process_time() < end:
         x += 1
     return x
+
+
+def _slow_gen(n, delay):
+    for i in range(n):
+        if i:
+            time.sleep(delay)
+        yield i
+
+
+def _dask_gen(queue_name, n, delay):
+    from distributed import Queue
+
+    q = Queue(queue_name)
+    for i in range(n):
+        if i:
+            time.sleep(delay)
+        q.put(i)
 
 
 def _dask_fib(n):
@@ -321,6 +356,19 @@ def main():
         t = time.perf_counter()
         eng.cpu(k, s)
         out = {"speedup": k * s / (time.perf_counter() - t)}
+    elif WORKLOAD == "generator":
+        # A generator yielding 5 items 0.1 s apart: time to the first item, and how long
+        # the last 4 took after it (0.4 s of the generator's own sleeping).
+        n, delay = 5, 0.1
+        firsts, rests = [], []
+        for _ in range(5 if QUICK else 15):
+            t = time.perf_counter()
+            first, rest, rest_s = eng.first_item(n, delay)
+            firsts.append(time.perf_counter() - t - rest_s)
+            rests.append(rest_s)
+            assert [first, *rest] == list(range(n))
+        out = {"first_item_ms": statistics.median(firsts) * 1e3,
+               "rest_overhead_ms": (statistics.median(rests) - (n - 1) * delay) * 1e3}
     elif WORKLOAD == "nested":
         n = 10 if QUICK else 12
         t = time.perf_counter()

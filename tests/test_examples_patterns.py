@@ -35,3 +35,16 @@ def test_dag_pipeline():
     # As on Ray 2.60: execute() is deprecated, and RayDeprecationWarning is shown once
     # per module that triggers it (three calls, one warning).
     assert proc.stderr.count("RayDeprecationWarning: DAGNode.execute() is deprecated") == 1
+
+
+def test_streaming_generator():
+    proc, lines = _stdout_lines("streaming_generator.py")
+    # It ends without ray.shutdown(), as many scripts do: the exit must be quiet.
+    assert "Traceback" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr[-2000:]
+    got = [line for line in lines if line.startswith("got ")]
+    assert [line.split()[1] for line in got] == ["0", "1", "4", "9", "16"]
+    # Items arrive as they are yielded (0.2 s apart), not all when the task ends (1 s).
+    seconds = [float(line.split()[-1].rstrip("s")) for line in got]
+    assert seconds == sorted(seconds) and seconds[0] < seconds[-1]
+    assert lines[-3:] == ["ready before the first yield: True", "next item: 0",
+                          "['tick 0', 'tick 1', 'tick 2']"]

@@ -50,6 +50,7 @@ from distributed import Future
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import output
+from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import streaming
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
@@ -175,19 +176,22 @@ class Shell:
 
     @contextlib.contextmanager
     def _env(self):
-        """The actor's ``runtime_env`` env_vars, set while any of its calls runs.
+        """The actor's ``runtime_env`` (env_vars, and working_dir/py_modules/pip through
+        ``runtime_env.enter``), applied while any of its calls runs.
 
         Ray gives an actor a process of its own; here it shares a worker process, so the
-        variables are set while at least one of its calls (or its constructor) runs and
-        restored when none does."""
+        environment is applied while at least one of its calls (or its constructor) runs
+        and restored when none does."""
         env_vars = self.meta.get("env_vars")
-        if not env_vars:
+        runtime_env = self.meta.get("runtime_env") if self.dead is None else None
+        if not env_vars and runtime_env is None:
             yield
             return
         with self._env_lock:
             if self._env_users == 0:
-                self._env_saved = {k: os.environ.get(k) for k in env_vars}
-                os.environ.update(env_vars)
+                self._env_leave = _runtime_env.enter(runtime_env)
+                self._env_saved = {k: os.environ.get(k) for k in env_vars or ()}
+                os.environ.update(env_vars or {})
             self._env_users += 1
         try:
             yield
@@ -200,10 +204,20 @@ class Shell:
                             os.environ.pop(k, None)
                         else:
                             os.environ[k] = v
+                    if self._env_leave is not None:
+                        self._env_leave()
 
     def _construct(self, cls_blob, args_blob):
-        with self._env():
-            self._construct_now(cls_blob, args_blob)
+        try:
+            with self._env():
+                self._construct_now(cls_blob, args_blob)
+        except rex.RuntimeEnvSetupError as e:
+            self.dead = rex.RuntimeEnvSetupError(
+                "Could not create the actor because its associated runtime env failed to be "
+                f"created.\n{e.error_message or ''}"
+            )
+            return
+        _runtime_env.pin(self.meta.get("runtime_env"), self)
 
     def _construct_now(self, cls_blob, args_blob):
         ctx = self._context("__init__")
@@ -239,7 +253,7 @@ class Shell:
 
     # -- one call -------------------------------------------------------------
     def _run_sync(self, method: str, args_blob, num_returns, key=None):
-        if not self.meta.get("env_vars"):
+        if not self.meta.get("env_vars") and self.meta.get("runtime_env") is None:
             return self._run_sync_now(method, args_blob, num_returns, key)
         with self._env():
             return self._run_sync_now(method, args_blob, num_returns, key)
@@ -273,7 +287,7 @@ class Shell:
             _context.set_current_task(prev)
 
     async def _run_async(self, method: str, args_blob, num_returns, key=None):
-        if not self.meta.get("env_vars"):
+        if not self.meta.get("env_vars") and self.meta.get("runtime_env") is None:
             return await self._run_async_now(method, args_blob, num_returns, key)
         with self._env():
             return await self._run_async_now(method, args_blob, num_returns, key)
@@ -539,7 +553,10 @@ class ActorResult:
 
     def add_done_callback(self, fn) -> None:
         def run(_):  # off the event loop, as distributed.Future runs its callbacks
-            _callback_executor().submit(fn, self)
+            try:
+                _callback_executor().submit(fn, self)
+            except RuntimeError:  # interpreter exit: the executor is gone
+                pass
 
         if self.done():
             run(self)

@@ -9,6 +9,8 @@ client and stops only what ``init`` started.
 
 from __future__ import annotations
 
+import atexit
+
 import logging
 import math
 import os
@@ -26,6 +28,7 @@ import distributed
 from raycompat import __version__
 from raycompat._dask import context as _context
 from raycompat._private.runtime_env import validate_runtime_env
+from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import ledger as _ledger
 from raycompat._dask import observability, output, retries, spawn_guard
 
@@ -109,6 +112,7 @@ class Session:
 
     def close(self) -> None:
         client, cluster = self.client, self.cluster
+        _runtime_env.teardown_job(self)
         if self.printer is not None:
             self.printer.drain()
         if self.named_actors:
@@ -226,7 +230,7 @@ def init(
                 UserWarning,
                 stacklevel=3,
             )
-        validate_runtime_env(runtime_env)
+        validate_runtime_env(runtime_env, job_level=True)
         target = _resolve_address(address)
         job_id = uuid.uuid4().hex[:8]
         if namespace is None:
@@ -261,11 +265,22 @@ def init(
                 "Connected to Ray cluster. View the dashboard at %s",
                 session.dashboard_url or "(no dashboard)",
             )
+        try:  # ship working_dir/py_modules/pip to every worker, present and future
+            _runtime_env.setup_job(session)
+        except BaseException:
+            session.close()
+            raise
         if not session.owned:
             _register_driver(session)
         if log_to_driver:
             session.printer = output.Printer(session.client, job_id)
         _session = session
+        global _atexit_registered
+        if not _atexit_registered:
+            # As Ray: a script that ends without ray.shutdown() still shuts down cleanly
+            # (this runs before distributed's own exit hooks, registered at its import).
+            atexit.register(shutdown)
+            _atexit_registered = True
         return _context_for(session)
 
 
@@ -475,6 +490,9 @@ def node_id_of_host(host: str) -> str:
 
 
 # ---------------------------------------------------------------------------- shutdown
+
+
+_atexit_registered = False
 
 
 def shutdown() -> None:

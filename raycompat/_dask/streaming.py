@@ -191,8 +191,24 @@ class ObjectRefGenerator:
         register(client, self)
 
     def _attach(self, final_ref) -> None:
+        from distributed import Future
+
         self._final = final_ref
-        final_ref._future.add_done_callback(self._on_final)
+        fut = final_ref._future
+        if type(fut) is not Future:  # an actor call's result
+            fut.add_done_callback(self._on_final)
+            return
+
+        async def watch():
+            # Not Future.add_done_callback: at interpreter exit Dask's callback thread is
+            # gone before the client cancels what is still pending, and it logs an error.
+            await fut._state.wait()
+            try:
+                _callback_executor().submit(self._on_final, fut)
+            except RuntimeError:  # interpreter exit: nobody is left to read the stream
+                pass
+
+        self._client.loop.add_callback(watch)
 
     # -- fed from the client's event loop ---------------------------------------
     def _take(self, index: int, item_key: str) -> bool:
@@ -372,6 +388,12 @@ class _NextReady:
             if gen.next_ready():
                 break
             await gen._loop_event.wait()
+
+
+def _callback_executor():
+    from raycompat._dask.actors import _callback_executor
+
+    return _callback_executor()
 
 
 def _error_ref(error: BaseException, client, name):
