@@ -555,3 +555,53 @@ def test_restarted_actor_reached_from_a_handle_in_a_task(ray):
 
     assert ray.get(use.remote(a, ray.get(a.pid.remote())), timeout=120) == 1
     assert ray.get(a.incr.remote(), timeout=60) == 2  # the creator sees the same new actor
+
+
+def test_ray_terminate_runs_after_earlier_calls(ray):
+    # Ray 2.60: __ray_terminate__ is queued like any call: earlier calls (even a running
+    # one) finish, later ones fail with ActorDiedError.
+    @ray.remote
+    class Slow:
+        def nap(self, seconds):
+            time.sleep(seconds)
+            return "done"
+
+    a = Slow.remote()
+    running = a.nap.remote(0.3)
+    queued = a.nap.remote(0.0)
+    a.__ray_terminate__.remote()
+    later = a.nap.remote(0.0)
+    assert ray.get([running, queued], timeout=60) == ["done", "done"]
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(later, timeout=60)
+
+
+def test_kill_fails_the_running_call(ray):
+    # Ray 2.60 kills the actor's process: the call it was running raises ActorDiedError.
+    @ray.remote
+    class Slow:
+        def nap(self, seconds):
+            time.sleep(seconds)
+            return "done"
+
+    a = Slow.remote()
+    ray.get(a.nap.remote(0))
+    running = a.nap.remote(2.0)
+    time.sleep(0.3)
+    ray.kill(a)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(running, timeout=60)
+
+
+def test_is_initialized_inside_tasks_and_actors(ray):
+    @ray.remote
+    def in_task():
+        return ray.is_initialized()
+
+    @ray.remote
+    class InActor:
+        def check(self):
+            return ray.is_initialized()
+
+    assert ray.get(in_task.remote()) is True
+    assert ray.get(InActor.remote().check.remote()) is True

@@ -20,6 +20,7 @@ from distributed import Future
 
 from raycompat import exceptions as rex
 from raycompat._dask import refs as _refs
+from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import session as _session
 from raycompat._dask.actors import KILLED, ActorResult, Caller, Shell, actor_died, actor_rpc
 from raycompat._dask.keys import new_key
@@ -114,6 +115,7 @@ def create(actor_class, args, kwargs, options: dict):
     env_vars = {**job_env, **((options.get("runtime_env") or {}).get("env_vars") or {})}
     meta = {
         "env_vars": env_vars,
+        "runtime_env": _runtime_env.for_call(session, options.get("runtime_env")),
         "concurrent": concurrent,
         "actor_id": actor_id,
         "placement_request": placement_request,
@@ -313,6 +315,8 @@ def kill(handle, no_restart: bool = True) -> None:
 
     client.sync(do_kill)
     caller.dead = actor_died(handle._actor_id, handle._class_name, KILLED)
+    # Ray kills the actor's process: calls still running or queued fail with it.
+    client.loop.add_callback(caller.fail_outstanding, caller.dead)
     from raycompat._dask import restarts
 
     try:

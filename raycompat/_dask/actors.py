@@ -108,6 +108,9 @@ class Shell:
         self._env_saved: dict = {}
         self.running: dict = {}  # key -> TaskContext of the calls running now
         self.async_tasks: dict = {}  # key -> asyncio task, for async actors
+        #: Calls admitted and not answered yet (``__ray_terminate__`` waits for them).
+        self.admitted: set = set()
+        self.terminating = False
         try:
             from distributed import get_worker
 
@@ -273,6 +276,8 @@ class Shell:
             result = _invoke(self, method, args, kwargs)
             if type(num_returns) is tuple:  # ("streaming", consumer client id)
                 return self._stream(method, result, num_returns[1], ctx)
+            if self.dead is not None:  # ray.kill while it ran: Ray's worker would be gone
+                return ("dead", self.dead)
             return _pack_result(self, method, result, num_returns)
         except ActorExit:
             self.dead = actor_died(self.actor_id, self.class_name, EXITED)
@@ -315,6 +320,8 @@ class Shell:
                     return await self._stream_async(method, result, num_returns[1], ctx)
                 if asyncio.iscoroutine(result):
                     result = await result
+                if self.dead is not None:  # ray.kill while it ran
+                    return ("dead", self.dead)
                 return _pack_result(self, method, result, num_returns)
             except asyncio.CancelledError:  # ray.cancel of a running async call
                 return ("cancelled", rex.TaskCancelledError(key))
@@ -359,8 +366,11 @@ class Shell:
             await self.seq_cond.wait_for(lambda: self.next_seq.get(caller, 0) == first_seq)
             futures = []
             for method, args_blob, num_returns, key in calls:
-                if method == "__ray_terminate__":
-                    futures.append(self._terminate())
+                if self.terminating:  # admitted after __ray_terminate__: the actor is gone
+                    futures.append(self._answered(("dead", actor_died(self.actor_id, self.class_name, EXITED))))
+                elif method == "__ray_terminate__":
+                    self.terminating = True
+                    futures.append(asyncio.ensure_future(self._terminate(list(self.admitted) + futures)))
                 elif self.is_async:
                     futures.append(
                         asyncio.wrap_future(
@@ -379,6 +389,9 @@ class Shell:
                     )
             self.next_seq[caller] = first_seq + len(calls)
             self.seq_cond.notify_all()
+            for f in futures:
+                self.admitted.add(f)
+                f.add_done_callback(self.admitted.discard)
         results = await asyncio.gather(*futures)
         self._report()
         return cloudpickle.dumps(results, protocol=5)
@@ -406,12 +419,19 @@ class Shell:
                         "calls": records}
             )
 
-    def _terminate(self):
+    @staticmethod
+    def _answered(reply):
         fut = asyncio.get_running_loop().create_future()
+        fut.set_result(reply)
+        return fut
+
+    async def _terminate(self, before: list):
+        """``__ray_terminate__``: like Ray's, it runs after the calls admitted before it."""
+        if before:
+            await asyncio.wait(before)
         self._release()
         self.dead = actor_died(self.actor_id, self.class_name, EXITED)
-        fut.set_result(("dead", self.dead))
-        return fut
+        return ("dead", self.dead)
 
     async def kill(self) -> None:
         self.dead = actor_died(self.actor_id, self.class_name, KILLED)
@@ -650,6 +670,14 @@ class Caller:
         #: Ray's max_pending_calls (-1: no limit) and the calls not answered yet.
         self.max_pending = -1
         self.pending_count = 0
+        #: This caller's calls not answered yet (``ray.kill`` fails them at once).
+        self.outstanding: set = set()
+
+    def fail_outstanding(self, error: BaseException) -> None:
+        """On the client's loop: fail every call not answered yet (the actor was killed)."""
+        for ref in list(self.outstanding):
+            if not ref.done():
+                ref._finish("error", exception=error)
 
     def track_pending(self, backing: "ActorResult") -> None:
         with self.lock:
@@ -664,6 +692,10 @@ class Caller:
     def call(self, method: str, args_blob, num_returns: int, results: list, retries_left=None) -> None:
         if retries_left is None:
             retries_left = self.max_task_retries
+        for ref in results:
+            if ref not in self.outstanding:
+                self.outstanding.add(ref)
+                ref._callbacks.append(self.outstanding.discard)
         with self.lock:
             self.pending.append((method, args_blob, num_returns, results, retries_left))
             if not self.flush_scheduled:

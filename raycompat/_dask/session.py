@@ -514,7 +514,8 @@ def _release_pins(client, job_id) -> None:
 
 
 def is_initialized() -> bool:
-    return _session is not None
+    """True in a driver after ``init``, and inside tasks and actors (as Ray)."""
+    return _session is not None or _context.current_task() is not None
 
 
 # ---------------------------------------------------------------------------- access

@@ -33,7 +33,22 @@ def __getattr__(name):
         from raycompat.util import helpers
 
         return getattr(helpers, name)
+    if name == "inspect_serializability":
+        from raycompat.util.check_serialize import inspect_serializability
+
+        return inspect_serializability
+    if name == "multiprocessing":
+        import importlib
+
+        return importlib.import_module("raycompat.util.multiprocessing")
     raise AttributeError(f"module 'raycompat.util' has no attribute {name!r}")
 
 
-__all__ = ["ActorPool", "as_completed", "get_node_ip_address", "list_named_actors", "map_unordered"]
+__all__ = [
+    "ActorPool",
+    "as_completed",
+    "get_node_ip_address",
+    "inspect_serializability",
+    "list_named_actors",
+    "map_unordered",
+]
