@@ -15,6 +15,10 @@ _counter = itertools.count()
 
 
 def new_key(name: str) -> str:
+    if name.startswith("<"):
+        # Dask cannot group "<lambda>-..." keys: each would be its own task group, and the
+        # scheduler's per-graph idle check walks every group (quadratic in the tasks).
+        name = name.strip("<>")
     return f"{name}-{_prefix}{next(_counter):x}"
 
 
