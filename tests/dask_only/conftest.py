@@ -55,10 +55,11 @@ class CLICluster:
                                 start_new_session=True)
 
     def stop(self):
+        # Workers first, each gone before the next signal: a worker still closing when the
+        # scheduler goes away can hang until the timeout.
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in self.procs:
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
