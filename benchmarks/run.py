@@ -31,13 +31,19 @@ WORKLOADS = {
     "large_result": ("gb_per_s", "high"),
     "sum_10m_value": ("seconds", "low"),
     "sum_10m_put": ("seconds", "low"),
+    "sum_100m_value": ("seconds", "low"),
     "cpu_speedup": ("speedup", "high"),
     "nested": ("seconds", "low"),
     "actor_calls": ("calls_per_s", "high"),
     "actor_round_trip": ("ms", "low"),
     "generator": ("first_item_ms", "low"),
 }
-EXTRA = {"startup": ["idle_rss_mb"], "large_put_read": ["peak_rss_mb"], "generator": ["rest_overhead_ms"]}
+EXTRA = {
+    "startup": ["idle_rss_mb"],
+    "large_put_read": ["peak_rss_mb"],
+    "sum_100m_value": ["peak_rss_mb", "workers_alive"],
+    "generator": ["rest_overhead_ms"],
+}
 
 
 #: One run's wall-clock bound: raw Dask's scatter of a 10-million-element list alone takes
@@ -127,9 +133,12 @@ def _print(table, engines):
         if "ray" in engines:
             line += f" {_ratio(row['raycompat'], row['ray']):>8s}"
         print(line)
-        for k, v in row.items():
-            if k.endswith("_mb") and v is not None:
-                print(f"{'':16s} {k:>24s} = {v:.0f} MB")
+        for extra in EXTRA.get(row["workload"], []):
+            cells = " ".join(
+                f"{row[f'{e}_{extra}']:10.1f}" if row.get(f"{e}_{extra}") is not None else f"{'-':>10s}"
+                for e in engines
+            )
+            print(f"{'':16s} {extra:12s} {cells}")
 
 
 if __name__ == "__main__":

@@ -113,6 +113,15 @@ class RayLike:
     def actor_one_call(self):
         return self.ray.get(self._counter().increment.remote())
 
+    def workers_alive(self) -> bool:
+        """No worker process died (Ray: the nodes are alive; Dask: the workers kept)."""
+        if self.ray.__name__ == "ray":
+            return all(n["Alive"] for n in self.ray.nodes())
+        from raycompat._dask import session
+
+        s = session.current_session()
+        return len(s.client.scheduler_info()["workers"]) == NCPU and _no_restarts(s.client)
+
     def shutdown(self):
         self.ray.shutdown()
 
@@ -186,9 +195,18 @@ class RawDask:
             self.counter = self.client.submit(Counter, actor=True).result()
         return self.counter.increment().result()
 
+    def workers_alive(self) -> bool:
+        return len(self.client.scheduler_info()["workers"]) == NCPU and _no_restarts(self.client)
+
     def shutdown(self):
         self.client.close()
         self.cluster.close()
+
+
+def _no_restarts(client) -> bool:
+    """No worker was lost and replaced during the run (Dask logs each removal)."""
+    removed = [e for _, e in client.get_events("all") if isinstance(e, dict) and e.get("action") == "remove-worker"]
+    return not removed
 
 
 class Counter:
@@ -258,6 +276,27 @@ def _dask_fib(n):
 
     with worker_client() as c:
         return sum(c.gather([c.submit(_dask_fib, n - 1, pure=False), c.submit(_dask_fib, n - 2, pure=False)]))
+
+
+class PeakRSS:
+    """The largest total resident memory of this process tree, sampled every 50 ms."""
+
+    def __init__(self):
+        import threading
+
+        self.peak = _tree_rss_mb()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        while not self.done.wait(0.05):
+            self.peak = max(self.peak, _tree_rss_mb())
+
+    def stop(self) -> float:
+        self.done.set()
+        self.thread.join()
+        return max(self.peak, _tree_rss_mb())
 
 
 def _tree_rss_mb() -> float:
@@ -345,6 +384,15 @@ def main():
             eng.actor_one_call()
             samples.append(time.perf_counter() - t)
         out = {"ms": statistics.median(samples) * 1e3}
+    elif WORKLOAD == "sum_100m_value":
+        # The seed tutorial as written: sum_list.remote(list(range(100_000_000))).
+        peak = PeakRSS()
+        xs = list(range(20_000_000 if QUICK else 100_000_000))
+        t = time.perf_counter()
+        total = eng.sum_by_value(xs)
+        seconds = time.perf_counter() - t
+        assert total == len(xs) * (len(xs) - 1) // 2
+        out = {"seconds": seconds, "peak_rss_mb": peak.stop(), "workers_alive": eng.workers_alive()}
     elif WORKLOAD in ("sum_10m_value", "sum_10m_put"):
         xs = list(range(2_000_000 if QUICK else 10_000_000))
         t = time.perf_counter()

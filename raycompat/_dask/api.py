@@ -363,6 +363,9 @@ def cancel(ref, *, force=False, recursive=True):
         fut.cancel_on_actor()
         return None
     client = fut.client
+    from raycompat._dask import batching
+
+    batching.flush(client)  # a queued task must reach the scheduler before its cancel
     try:
         client.run(_interrupt_task, ref._key, bool(force), wait=False, on_error="ignore")
     except Exception:  # noqa: BLE001 - best effort: the key is cancelled regardless

@@ -143,6 +143,9 @@ def _pin(fut: Future) -> None:
     client = fut.client
     if client is None or job is None:
         return
+    from raycompat._dask import batching
+
+    batching.flush(client)  # the scheduler must know the key before the pin names it
     try:
         client._send_to_scheduler(
             {"op": "client-desires-keys", "keys": [fut.key], "client": PIN_PREFIX + job}

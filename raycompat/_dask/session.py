@@ -30,7 +30,7 @@ from raycompat._dask import context as _context
 from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import ledger as _ledger
-from raycompat._dask import observability, output, retries, spawn_guard
+from raycompat._dask import latency, observability, output, retries, spawn_guard
 
 logger = logging.getLogger("raycompat")
 
@@ -272,6 +272,7 @@ def init(
             raise
         if not session.owned:
             _register_driver(session)
+        latency.tune_client(session.client)
         if log_to_driver:
             session.printer = output.Printer(session.client, job_id)
         _session = session
@@ -430,6 +431,9 @@ def _start_embedded(
         page = observability.ActorCallsPagePlugin()
         cluster.scheduler.add_plugin(page)
         page.start(cluster.scheduler)  # add_plugin on a running scheduler does not start it
+        intervals = latency.StreamIntervalPlugin()
+        cluster.scheduler.add_plugin(intervals)
+        intervals.start(cluster.scheduler)
         client = distributed.Client(cluster, set_as_default=False)
         client.get_task_stream()  # start recording the task stream for ray.timeline()
     return Session(client, cluster, True, namespace, job_id, ledger, tmpdir, runtime_env)
@@ -545,7 +549,9 @@ def _in_worker() -> bool:
 def client() -> distributed.Client:
     """The client to submit with: the driver's, or, inside a task, the worker's."""
     if _context.current_task() is not None or (_session is None and _in_worker()):
-        return distributed.get_client()
+        c = distributed.get_client()
+        latency.tune_client(c)
+        return c
     return current_session().client
 
 

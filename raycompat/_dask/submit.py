@@ -30,8 +30,10 @@ import cloudpickle
 import dask
 
 from raycompat import exceptions as rex
+from raycompat._dask import batching
 from raycompat._dask import refs as _refs
 from raycompat._dask import retries
+from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.keys import new_key
 from raycompat._dask import session as _session
 from raycompat._dask import streaming as _streaming
@@ -219,6 +221,7 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
     task_env = (options.get("runtime_env") or {}).get("env_vars") or {}
     if job_env or task_env:
         env_vars = {**job_env, **task_env}
+    runtime_env = _runtime_env.for_call(session, options.get("runtime_env"))
 
     placement, request = _placement(client, options, name)
     strategy = _strategy(client, options)
@@ -241,6 +244,7 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
         retry_exceptions=retry_exceptions,
         request=request,
         env_vars=env_vars,
+        runtime_env=runtime_env,
         job_id=_session.current_job_id(),
         namespace=_session.current_namespace(),
     )
@@ -251,10 +255,10 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
         generator = _streaming.ObjectRefGenerator(key, client, name)
         spec.stream_to = client.id
     if spec.retries == DEFAULT_TASK_MAX_RETRIES:
-        fut = client.submit(run_task, spec, *prefix_deps, *deps, key=key, pure=False, **placement)
+        fut = batching.submit(client, run_task, spec, *prefix_deps, *deps, key=key, **placement)
     else:
         with dask.annotate(**{retries.ANNOTATION: spec.retries}):
-            fut = client.submit(run_task, spec, *prefix_deps, *deps, key=key, pure=False, **placement)
+            fut = batching.submit(client, run_task, spec, *prefix_deps, *deps, key=key, **placement)
     if held:
         fut.add_done_callback(lambda _f, _h=held: _h.clear())
     if generator is not None:

@@ -26,6 +26,7 @@ import cloudpickle
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import output
+from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask.serialization import Sealed
 
@@ -68,6 +69,7 @@ class TaskSpec:
         "retry_exceptions",
         "request",
         "env_vars",
+        "runtime_env",
         "job_id",
         "namespace",
         "stream_to",
@@ -222,6 +224,7 @@ def run_task(spec: TaskSpec, *deps):
     _running[key] = ctx
     output.task_started(ctx)
     saved_env = None
+    leave_env = None
     try:
         if ledger is not None and spec.request:
             ledger.acquire(spec.request)
@@ -236,6 +239,8 @@ def run_task(spec: TaskSpec, *deps):
         if spec.env_vars:
             saved_env = {k: os.environ.get(k) for k in spec.env_vars}
             os.environ.update(spec.env_vars)
+        # working_dir/py_modules/pip: also before unpickling, which may import from them.
+        leave_env = _runtime_env.enter(spec.runtime_env)
         try:
             fn = _load_function(spec, deps)
             args, kwargs = _materialize(spec, deps)
@@ -284,6 +289,8 @@ def run_task(spec: TaskSpec, *deps):
         except Exception as exc:  # noqa: BLE001 - unpicklable return value
             raise _task_error(spec, exc, key) from None
     finally:
+        if leave_env is not None:
+            leave_env()
         if saved_env is not None:
             for k, v in saved_env.items():
                 if v is None:
@@ -295,3 +302,10 @@ def run_task(spec: TaskSpec, *deps):
         output.task_ended(ctx)
         _running.pop(key, None)
         _context.set_current_task(prev)
+
+
+def dask_setup(worker) -> None:
+    """Preload hook on the embedded cluster's workers (see ``latency.py``)."""
+    from raycompat._dask import latency
+
+    latency.tune_worker(worker)
