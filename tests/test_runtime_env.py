@@ -291,3 +291,25 @@ def test_missing_local_uri_fails_task_and_actor(ray, tmp_path):
     with pytest.raises(ray.exceptions.RuntimeEnvSetupError) as info:
         ray.get(actor.m.remote(), timeout=120)
     assert "Could not create the actor because its associated runtime env failed" in str(info.value)
+
+
+def test_env_vars_are_set_restored_and_inherited(ray):
+    # Ray 2.60: a task's env_vars are visible to it and to the tasks and actors it starts
+    # (children inherit the parent's runtime_env); other tasks do not see them.
+    @ray.remote
+    def read(name):
+        return os.environ.get(name)
+
+    @ray.remote
+    class Reader:
+        def read(self, name):
+            return os.environ.get(name)
+
+    @ray.remote
+    def parent(name):
+        return os.environ.get(name), ray.get(read.remote(name)), ray.get(Reader.remote().read.remote(name))
+
+    name = "RAYCOMPAT_TEST_INHERITED"
+    with_env = parent.options(runtime_env={"env_vars": {name: "yes"}})
+    assert ray.get(with_env.remote(name)) == ("yes", "yes", "yes")
+    assert ray.get([read.remote(name) for _ in range(4)]) == [None] * 4

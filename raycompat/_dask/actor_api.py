@@ -19,6 +19,7 @@ import distributed
 from distributed import Future
 
 from raycompat import exceptions as rex
+from raycompat._dask import context as _context
 from raycompat._dask import refs as _refs
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import session as _session
@@ -112,6 +113,8 @@ def create(actor_class, args, kwargs, options: dict):
     concurrent = bool(actor_class._is_async or max_concurrency > 1 or options.get("concurrency_groups"))
     session = _session.current_session(auto_init=False)
     job_env = ((session.runtime_env if session is not None else {}) or {}).get("env_vars") or {}
+    if session is None:  # created inside a task or actor: inherit its env_vars
+        job_env = _context.inherited_env_vars()
     env_vars = {**job_env, **((options.get("runtime_env") or {}).get("env_vars") or {})}
     meta = {
         "env_vars": env_vars,

@@ -24,6 +24,20 @@ class TaskContext:
     cancelled: bool = False
     #: True once the task left the worker's thread pool for good (fractional CPUs).
     seceded: bool = False
+    #: The ``runtime_env`` env_vars this task runs with (its children inherit them).
+    env_vars: Optional[dict] = None
+
+
+def inherited_env_vars() -> dict:
+    """The env_vars of the task or actor running in this thread (Ray: children inherit
+    their parent's runtime_env)."""
+    ctx = current_task()
+    if ctx is None:
+        return {}
+    actor = getattr(ctx, "actor", None)
+    if actor is not None:
+        return dict(actor.meta.get("env_vars") or {})
+    return dict(ctx.env_vars or {})
 
 
 _tls = threading.local()

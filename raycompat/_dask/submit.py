@@ -31,6 +31,7 @@ import dask
 
 from raycompat import exceptions as rex
 from raycompat._dask import batching
+from raycompat._dask import context as _context
 from raycompat._dask import refs as _refs
 from raycompat._dask import retries
 from raycompat._dask import runtime_env as _runtime_env
@@ -218,6 +219,8 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
     max_retries = options.get("max_retries")
     env_vars = None
     job_env = (session.runtime_env.get("env_vars") if session is not None else None) or {}
+    if session is None:  # inside a task: the parent's env_vars (they include the job's)
+        job_env = _context.inherited_env_vars()
     task_env = (options.get("runtime_env") or {}).get("env_vars") or {}
     if job_env or task_env:
         env_vars = {**job_env, **task_env}

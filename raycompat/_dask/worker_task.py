@@ -237,6 +237,7 @@ def run_task(spec: TaskSpec, *deps):
             secede()
             ctx.seceded = True
         if spec.env_vars:
+            ctx.env_vars = spec.env_vars
             saved_env = {k: os.environ.get(k) for k in spec.env_vars}
             os.environ.update(spec.env_vars)
         # working_dir/py_modules/pip: also before unpickling, which may import from them.
