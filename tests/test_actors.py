@@ -443,7 +443,18 @@ def test_max_pending_calls(ray):
     with pytest.raises(ray.exceptions.PendingCallsLimitExceeded):
         b.nap.remote()
     assert ray.get(refs) == [1, 1]
-    assert ray.get(b.nap.remote()) == 1
+    # Ray 2.60 frees a pending slot shortly after the reply (seen failing right after
+    # get once in several runs); raycompat frees it with the reply. Allow Ray its lag.
+    deadline = time.time() + 10
+    while True:
+        try:
+            ref = b.nap.remote()
+            break
+        except ray.exceptions.PendingCallsLimitExceeded:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+    assert ray.get(ref) == 1
 
 
 def cancel_a_queued_call(ray):
