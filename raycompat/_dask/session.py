@@ -434,7 +434,10 @@ def _start_embedded(
         intervals = latency.StreamIntervalPlugin()
         cluster.scheduler.add_plugin(intervals)
         intervals.start(cluster.scheduler)
-        client = distributed.Client(cluster, set_as_default=False)
+        # Results are fetched straight from the (loopback) workers, not relayed by the
+        # scheduler, which shares this process's event loop: 2,000 empty tasks 1,400-1,520/s
+        # -> 1,530-1,710/s (interleaved runs).
+        client = distributed.Client(cluster, set_as_default=False, direct_to_workers=True)
         client.get_task_stream()  # start recording the task stream for ray.timeline()
     return Session(client, cluster, True, namespace, job_id, ledger, tmpdir, runtime_env)
 
