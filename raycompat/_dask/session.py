@@ -361,23 +361,16 @@ def _resolve_address(address):
 
 def _apply_defaults() -> dict:
     """The embedded-cluster defaults that the user's own dask config does not override."""
-    import yaml  # noqa: F401 - distributed depends on pyyaml
-
+    shipped = dask.config.merge(*dask.config.defaults)  # the packages' own yaml defaults
     out = {}
     for key, value in _EMBEDDED_DASK_DEFAULTS.items():
-        current = dask.config.get(key, None)
-        default = _shipped_default(key)
-        if current == default:
+        if dask.config.get(key, None) == _lookup(shipped, key):
             out[key] = value
     return out
 
 
-def _shipped_default(key):
-    import yaml
-
-    path = os.path.join(os.path.dirname(distributed.__file__), "distributed.yaml")
-    with open(path) as f:
-        node = yaml.safe_load(f)
+def _lookup(tree: dict, key: str):
+    node = tree
     for part in key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     if isinstance(node, str) and node.lower() == "inf":
