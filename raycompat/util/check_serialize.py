@@ -75,34 +75,15 @@ def _inspect_func_serialization(base_obj, depth, parent, failure_set, printer, p
     printer.print(f"Inspecting closure of '{base_obj.__qualname__}':")
     closure = inspect.getclosurevars(base_obj)
     found = False
-    if closure.globals:
+    for kind, variables in (("global", closure.globals), ("nonlocal", closure.nonlocals)):
+        if not variables:
+            continue
         printer.print(
-            f"Detected {len(closure.globals)} global variables. "
-            "Checking serializability..."
-        )
-
-        with printer.indent():
-            for name, obj in closure.globals.items():
-                serializable, _ = _inspect_serializability(
-                    obj,
-                    name=name,
-                    depth=depth - 1,
-                    parent=parent,
-                    failure_set=failure_set,
-                    printer=printer,
-                    path=path,
-                )
-                found = found or not serializable
-                if found:
-                    break
-
-    if closure.nonlocals:
-        printer.print(
-            f"Detected {len(closure.nonlocals)} nonlocal variables. "
+            f"Detected {len(variables)} {kind} variables. "
             "Checking serializability..."
         )
         with printer.indent():
-            for name, obj in closure.nonlocals.items():
+            for name, obj in variables.items():
                 serializable, _ = _inspect_serializability(
                     obj,
                     name=name,
