@@ -16,6 +16,7 @@ Messages that name a queued key by other routes (pinning a ref that escapes into
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import uuid
@@ -26,6 +27,7 @@ from dask._expr import LLGExpr
 from dask._task_spec import Task, parse_input
 from distributed import Future
 from distributed.spans import SpanMetadata
+from distributed.worker import thread_state
 
 ENABLED = os.environ.get("RAYCOMPAT_BATCH_SUBMIT", "1") != "0"
 
@@ -34,17 +36,23 @@ class SubmitBatcher:
     """One client's pending task submissions."""
 
     def __init__(self, client):
-        self.client = client
+        self._client = weakref.ref(client)  # the registry below is keyed weakly by it
         self.pending: list = []
         self.lock = threading.Lock()  # guards ``pending``
         self.send_lock = threading.Lock()  # one flush at a time, so graphs leave in order
         self.scheduled = False
 
+    @property
+    def client(self):
+        return self._client()
+
     def submit(self, key: str, func, args: tuple, placement: dict) -> Future:
         """Queue ``func(*args)`` under ``key``; returns its future at once."""
         annotations = dask.get_annotations()
+        # Inside a task, Dask ranks the subtasks it submits above their parent.
+        parent = getattr(thread_state, "key", None)
         fut = Future(key, self.client)
-        signature = (repr(sorted(placement.items())), repr(sorted(annotations.items())))
+        signature = (repr(sorted(placement.items())), repr(sorted(annotations.items())), parent)
         with self.lock:
             # The queued future keeps the key wanted until the graph is sent.
             self.pending.append((signature, key, func, args, placement, annotations, fut))
@@ -65,25 +73,45 @@ class SubmitBatcher:
                 end = start + 1
                 while end < len(pending) and pending[end][0] == pending[start][0]:
                     end += 1
-                self._send(pending[start:end])
+                run = pending[start:end]
+                try:
+                    # A fresh context: only the annotations captured at submit time apply,
+                    # not whatever the flushing thread (or the loop callback) carries.
+                    contextvars.Context().run(self._send, run)
+                except Exception as exc:  # noqa: BLE001 - fail these calls, not the burst
+                    for *_, fut in run:
+                        fut._state.set_error(exc, exc.__traceback__)
                 start = end
 
     def _send(self, run: list) -> None:
-        _, _, _, _, placement, annotations, _ = run[0]
+        (_, _, parent), _, _, _, placement, annotations, _ = run[0]
         tasks = {key: Task(key, func, *(parse_input(a) for a in args)) for _, key, func, args, *_ in run}
         keys = list(tasks)
         expr = LLGExpr(tasks, _determ_token=uuid.uuid4().hex)
-        with dask.annotate(**annotations) if annotations else _nothing():
-            self.client._graph_to_futures(
-                expr,
-                keys,
-                workers=placement.get("workers"),
-                allow_other_workers=placement.get("allow_other_workers"),
-                internal_priority={k: i for i, k in enumerate(keys)},
-                resources=placement.get("resources"),
-                fifo_timeout="100 ms",
-                span_metadata=SpanMetadata(collections=[{"type": "Future"}]),
-            )
+        saved = getattr(thread_state, "key", _UNSET)
+        if parent is not None:
+            thread_state.key = parent  # read by _graph_to_futures as the submitting task
+        try:
+            with dask.annotate(**annotations) if annotations else _nothing():
+                self.client._graph_to_futures(
+                    expr,
+                    keys,
+                    workers=placement.get("workers"),
+                    allow_other_workers=placement.get("allow_other_workers"),
+                    internal_priority={k: i for i, k in enumerate(keys)},
+                    resources=placement.get("resources"),
+                    fifo_timeout="100 ms",
+                    span_metadata=SpanMetadata(collections=[{"type": "Future"}]),
+                )
+        finally:
+            if parent is not None:
+                if saved is _UNSET:
+                    del thread_state.key
+                else:
+                    thread_state.key = saved
+
+
+_UNSET = object()
 
 
 class _nothing:
@@ -100,9 +128,11 @@ _batchers_lock = threading.Lock()
 
 def flush(client) -> None:
     """Send ``client``'s queued tasks now: call before any other message to the scheduler
-    that names their keys (pinning, cancelling), so the scheduler knows them first."""
+    that names their keys (pinning, cancelling), so the scheduler knows them first.
+    Always through ``send_lock``: a flush in progress elsewhere may have emptied the
+    queue without having sent it yet."""
     batcher = _batchers.get(client)
-    if batcher is not None and batcher.pending:
+    if batcher is not None:
         batcher.flush()
 
 

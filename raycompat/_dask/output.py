@@ -50,7 +50,7 @@ class _Capture(io.TextIOBase):
         self.worker = worker
         self.echo = echo
         self.partial: dict = {}  # thread id -> the unfinished line
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # a finalizer that prints may run inside write
 
     def _owner(self):
         ctx = _context.current_task()
@@ -66,7 +66,9 @@ class _Capture(io.TextIOBase):
         with self.lock:
             text = self.partial.pop(tid, "") + s
             *lines, rest = text.split("\n")
-            if rest:
+            if len(rest) > _MAX_PARTIAL:  # e.g. progress bars that never end a line
+                lines.append(rest)
+            elif rest:
                 self.partial[tid] = rest
         if lines:
             _send(self.worker, ctx, self.kind, lines)
@@ -95,6 +97,13 @@ class _Capture(io.TextIOBase):
     def encoding(self):
         return getattr(self.original, "encoding", "utf-8")
 
+    def __getattr__(self, name):  # buffer, reconfigure, errors...: the real stream's
+        return getattr(self.original, name)
+
+
+#: An unfinished line longer than this is sent as it is.
+_MAX_PARTIAL = 64 * 1024
+
 
 def _source_name(ctx) -> str:
     actor = getattr(ctx, "actor", None)
@@ -104,6 +113,9 @@ def _source_name(ctx) -> str:
 def _send(worker, ctx, kind: str, lines: list) -> None:
     if not ctx.job_id:
         return
+    # Lone surrogates (undecodable file names) would break the worker's stream to the
+    # scheduler when msgpack encodes the event: escape them here.
+    lines = [line.encode("utf-8", "backslashreplace").decode("utf-8") for line in lines]
     msg = {"name": _source_name(ctx), "pid": os.getpid(), "ip": worker.ip, "stream": kind, "lines": lines}
     worker.log_event(TOPIC_PREFIX + ctx.job_id, msg)
 
@@ -146,7 +158,7 @@ def task_ended(ctx) -> None:
             stream.end_line(ctx)
 
 
-def mark(topic: str, token: str, dask_worker=None) -> None:
+async def mark(topic: str, token: str, dask_worker=None) -> None:
     """Run on every worker at shutdown: an event after all earlier output (same route)."""
     dask_worker.log_event(topic, {"marker": token})
 
@@ -187,14 +199,19 @@ class Printer:
             pass
 
     def drain(self, timeout: float = 2.0) -> None:
-        """Wait (bounded) until every worker's output sent so far has been printed."""
+        """Wait, at most ``timeout`` seconds in all, until every worker's output sent so
+        far has been printed."""
+        import time
+
         token = uuid.uuid4().hex
         arrived = threading.Semaphore(0)
         self.markers[token] = arrived
+        deadline = time.monotonic() + timeout
         try:
-            replies = self.client.run(mark, self.topic, token, on_error="ignore")
-            for _ in range(len(replies)):
-                if not arrived.acquire(timeout=timeout):
+            workers = list(self.client.scheduler_info(n_workers=-1)["workers"])
+            self.client.run(mark, self.topic, token, workers=workers, wait=False)
+            for _ in workers:
+                if not arrived.acquire(timeout=max(0.0, deadline - time.monotonic())):
                     break
         except Exception:  # noqa: BLE001 - best effort at shutdown
             pass

@@ -30,7 +30,7 @@ from raycompat._dask import context as _context
 from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import ledger as _ledger
-from raycompat._dask import latency, observability, output, retries, spawn_guard
+from raycompat._dask import latency, observability, output, retries, spawn_guard, streaming
 
 logger = logging.getLogger("raycompat")
 
@@ -119,6 +119,7 @@ class Session:
         _runtime_env.teardown_job(self)
         if self.printer is not None:
             self.printer.drain()
+        streaming.forget(client)
         if self.named_actors:
             from raycompat._dask.actor_api import delete_names
 
@@ -277,6 +278,7 @@ def init(
         if not session.owned:
             _register_driver(session)
         latency.tune_client(session.client)
+        streaming.registry(session.client)
         if log_to_driver:
             session.printer = output.Printer(session.client, job_id)
         _session = session

@@ -160,13 +160,24 @@ _registries: dict = {}
 _registries_lock = threading.Lock()
 
 
-def register(client, gen: "ObjectRefGenerator") -> None:
-    """Route ``gen``'s items to it; must run before its call is sent."""
+def registry(client) -> _Registry:
+    """The client's stream registry, subscribed to its topic on first use (the driver's
+    at ``init``, so the subscription is in place long before any item is published)."""
     with _registries_lock:
         reg = _registries.get(client.id)
         if reg is None:
             reg = _registries[client.id] = _Registry(client)
-    reg.streams[gen._stream_key] = gen
+    return reg
+
+
+def forget(client) -> None:
+    with _registries_lock:
+        _registries.pop(client.id, None)
+
+
+def register(client, gen: "ObjectRefGenerator") -> None:
+    """Route ``gen``'s items to it; must run before its call is sent."""
+    registry(client).streams[gen._stream_key] = gen
 
 
 class ObjectRefGenerator:
@@ -195,8 +206,17 @@ class ObjectRefGenerator:
 
         self._final = final_ref
         fut = final_ref._future
+        # Only a weak reference waits for the end: a generator the program drops while
+        # its call still runs is freed, and its later items are released on arrival.
+        me = weakref.ref(self)
+
+        def on_final(f):
+            gen = me()
+            if gen is not None:
+                gen._on_final(f)
+
         if type(fut) is not Future:  # an actor call's result
-            fut.add_done_callback(self._on_final)
+            fut.add_done_callback(on_final)
             return
 
         async def watch():
@@ -204,7 +224,7 @@ class ObjectRefGenerator:
             # gone before the client cancels what is still pending, and it logs an error.
             await fut._state.wait()
             try:
-                _callback_executor().submit(self._on_final, fut)
+                _callback_executor().submit(on_final, fut)
             except RuntimeError:  # interpreter exit: nobody is left to read the stream
                 pass
 
