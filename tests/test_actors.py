@@ -568,16 +568,16 @@ def test_restarted_actor_reached_from_a_handle_in_a_task(ray):
     assert ray.get(a.incr.remote(), timeout=60) == 2  # the creator sees the same new actor
 
 
+class Napper:
+    def nap(self, seconds):
+        time.sleep(seconds)
+        return "done"
+
+
 def test_ray_terminate_runs_after_earlier_calls(ray):
     # Ray 2.60: __ray_terminate__ is queued like any call: earlier calls (even a running
     # one) finish, later ones fail with ActorDiedError.
-    @ray.remote
-    class Slow:
-        def nap(self, seconds):
-            time.sleep(seconds)
-            return "done"
-
-    a = Slow.remote()
+    a = ray.remote(Napper).remote()
     running = a.nap.remote(0.3)
     queued = a.nap.remote(0.0)
     a.__ray_terminate__.remote()
@@ -589,13 +589,7 @@ def test_ray_terminate_runs_after_earlier_calls(ray):
 
 def test_kill_fails_the_running_call(ray):
     # Ray 2.60 kills the actor's process: the call it was running raises ActorDiedError.
-    @ray.remote
-    class Slow:
-        def nap(self, seconds):
-            time.sleep(seconds)
-            return "done"
-
-    a = Slow.remote()
+    a = ray.remote(Napper).remote()
     ray.get(a.nap.remote(0))
     running = a.nap.remote(2.0)
     time.sleep(0.3)

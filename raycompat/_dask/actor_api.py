@@ -112,10 +112,7 @@ def create(actor_class, args, kwargs, options: dict):
         _warn_infeasible(actor_class._class_name, placement_request, f"node totals {ledger.totals}")
     concurrent = bool(actor_class._is_async or max_concurrency > 1 or options.get("concurrency_groups"))
     session = _session.current_session(auto_init=False)
-    job_env = ((session.runtime_env if session is not None else {}) or {}).get("env_vars") or {}
-    if session is None:  # created inside a task or actor: inherit its env_vars
-        job_env = _context.inherited_env_vars()
-    env_vars = {**job_env, **((options.get("runtime_env") or {}).get("env_vars") or {})}
+    env_vars = _context.env_vars_for_call(session, options.get("runtime_env"))
     meta = {
         "env_vars": env_vars,
         "runtime_env": _runtime_env.for_call(session, options.get("runtime_env")),

@@ -7,7 +7,7 @@ Why not one Dask task per call: about 10 ms per call here (a scheduler round tri
 a blocked method would hold a worker slot. Why not register every result with the
 scheduler: 14 ms per call in the prototype.
 
-The design, decided by measurement (``benchmarks/RESULTS.md``, 2 CPUs, medians of 3):
+The design, decided by measurement (``benchmarks/README.md``, 2 CPUs, medians of 3):
 2,000 calls on one actor run at about 21,000 calls/s in order (raw Dask actors 1,085/s
 out of order, Ray 3,567/s), and a round trip takes 0.72 ms (raw Dask actor 0.79 ms, Ray
 0.69 ms). What limits it: one RPC per batch and the shell's thread hop per call.
@@ -54,6 +54,13 @@ from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import streaming
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
+from raycompat._dask.worker_task import (
+    _drain,
+    _task_error_text,
+    restore_env_vars,
+    set_env_vars,
+    shape_returns,
+)
 
 
 
@@ -193,8 +200,7 @@ class Shell:
         with self._env_lock:
             if self._env_users == 0:
                 self._env_leave = _runtime_env.enter(runtime_env)
-                self._env_saved = {k: os.environ.get(k) for k in env_vars or ()}
-                os.environ.update(env_vars or {})
+                self._env_saved = set_env_vars(env_vars or {})
             self._env_users += 1
         try:
             yield
@@ -202,11 +208,7 @@ class Shell:
             with self._env_lock:
                 self._env_users -= 1
                 if self._env_users == 0:
-                    for k, v in self._env_saved.items():
-                        if v is None:
-                            os.environ.pop(k, None)
-                        else:
-                            os.environ[k] = v
+                    restore_env_vars(self._env_saved)
                     if self._env_leave is not None:
                         self._env_leave()
 
@@ -475,18 +477,11 @@ def _invoke(shell: Shell, method: str, args, kwargs):
 
 def _pack_result(shell: Shell, method: str, result, num_returns):
     if inspect.isgenerator(result):  # a generator method with a fixed num_returns
-        from raycompat._dask.worker_task import _drain
-
         result = _drain(result, num_returns)
-    if num_returns == "dynamic":
-        num_returns = 1
-    if num_returns == 0:
-        result = None
-    elif num_returns != 1:
-        count = len(result) if hasattr(result, "__len__") else None
-        if count != num_returns:
-            err = ValueError(f"Task returned {count} objects, but num_returns={num_returns}.")
-            return ("error", _method_error(shell, method, err))
+    try:
+        result = shape_returns(result, num_returns)
+    except ValueError as err:
+        return ("error", _method_error(shell, method, err))
     try:
         # No copy: the reply pickles it at once (Sealed.__reduce__ copies the buffers).
         return ("ok", Sealed.seal(result))
@@ -495,8 +490,6 @@ def _pack_result(shell: Shell, method: str, result, num_returns):
 
 
 def _method_error(shell: Shell, method: str, exc: BaseException) -> rex.RayTaskError:
-    from raycompat._dask.worker_task import _task_error_text
-
     tb, cause = _task_error_text(exc)
     name = f"{shell.class_name}.{method}"
     try:

@@ -51,3 +51,14 @@ def set_current_task(ctx: Optional[TaskContext]) -> Optional[TaskContext]:
     prev = getattr(_tls, "task", None)
     _tls.task = ctx
     return prev
+
+
+def env_vars_for_call(session, runtime_env: Optional[dict]) -> Optional[dict]:
+    """The env_vars a new task or actor runs with (Ray): the job's from the driver, the
+    parent's inside a task or actor, overridden key by key by the call's own."""
+    if session is not None:
+        base = (session.runtime_env or {}).get("env_vars") or {}
+    else:
+        base = inherited_env_vars()
+    merged = {**base, **((runtime_env or {}).get("env_vars") or {})}
+    return merged or None

@@ -33,19 +33,19 @@ INTERVAL = float(os.environ.get("RAYCOMPAT_BATCHED_SEND_INTERVAL", "0"))
 STREAM_INTERVAL = float(os.environ.get("RAYCOMPAT_WORKER_STREAM_INTERVAL", "0.0005"))
 
 
+def _set(comm, interval: float) -> None:
+    if comm is not None and interval >= 0:  # negative: keep Dask's
+        comm.interval = interval
+
+
 def tune_client(client) -> None:
-    """The client's messages to the scheduler leave without waiting (once per client)."""
-    comm = getattr(client, "scheduler_comm", None)
-    if INTERVAL < 0:
-        return
-    if comm is not None and comm.interval != INTERVAL:
-        comm.interval = INTERVAL
+    """The client's messages to the scheduler leave without waiting."""
+    _set(getattr(client, "scheduler_comm", None), INTERVAL)
 
 
 def tune_worker(worker) -> None:
     """A worker's messages to the scheduler (the preload's ``dask_setup`` calls this)."""
-    if STREAM_INTERVAL >= 0:
-        worker.batched_stream.interval = STREAM_INTERVAL
+    _set(worker.batched_stream, STREAM_INTERVAL)
 
 
 class StreamIntervalPlugin(SchedulerPlugin):
@@ -54,26 +54,14 @@ class StreamIntervalPlugin(SchedulerPlugin):
     name = "raycompat-stream-intervals"
 
     def start(self, scheduler) -> None:
-        self.scheduler = scheduler
-        if STREAM_INTERVAL >= 0:
-            for comm in scheduler.stream_comms.values():
-                comm.interval = STREAM_INTERVAL
-        if INTERVAL >= 0:
-            for comm in scheduler.client_comms.values():
-                comm.interval = INTERVAL
+        for comm in scheduler.stream_comms.values():
+            _set(comm, STREAM_INTERVAL)
+        for comm in scheduler.client_comms.values():
+            _set(comm, INTERVAL)
 
     def add_worker(self, scheduler, worker: str) -> None:
-        comm = scheduler.stream_comms.get(worker)
-        if comm is not None and STREAM_INTERVAL >= 0:
-            comm.interval = STREAM_INTERVAL
+        _set(scheduler.stream_comms.get(worker), STREAM_INTERVAL)
 
     def add_client(self, scheduler, client: str) -> None:
-        if INTERVAL < 0:
-            return
         # Called just before the client's stream exists: set it on the next loop turn.
-        def later():
-            comm = scheduler.client_comms.get(client)
-            if comm is not None:
-                comm.interval = INTERVAL
-
-        scheduler.loop.add_callback(later)
+        scheduler.loop.add_callback(lambda: _set(scheduler.client_comms.get(client), INTERVAL))

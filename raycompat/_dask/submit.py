@@ -217,13 +217,7 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
     if isinstance(retry_exceptions, (list, tuple)):
         retry_exceptions = cloudpickle.dumps(tuple(retry_exceptions))
     max_retries = options.get("max_retries")
-    env_vars = None
-    job_env = (session.runtime_env.get("env_vars") if session is not None else None) or {}
-    if session is None:  # inside a task: the parent's env_vars (they include the job's)
-        job_env = _context.inherited_env_vars()
-    task_env = (options.get("runtime_env") or {}).get("env_vars") or {}
-    if job_env or task_env:
-        env_vars = {**job_env, **task_env}
+    env_vars = _context.env_vars_for_call(session, options.get("runtime_env"))
     runtime_env = _runtime_env.for_call(session, options.get("runtime_env"))
 
     placement, request = _placement(client, options, name)

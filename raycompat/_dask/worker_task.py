@@ -175,6 +175,41 @@ def _task_error(spec: TaskSpec, exc: BaseException, key: str) -> rex.RayTaskErro
     return err
 
 
+def set_env_vars(env_vars: dict) -> dict:
+    """Set ``runtime_env`` env_vars in this process; returns what ``restore_env_vars`` needs."""
+    saved = {k: os.environ.get(k) for k in env_vars}
+    os.environ.update(env_vars)
+    return saved
+
+
+def restore_env_vars(saved: dict) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def shape_returns(result, num_returns):
+    """Ray's return rules for tasks and actor calls: ``num_returns=0`` returns None, a fixed
+    ``N > 1`` needs exactly N values (ValueError otherwise)."""
+    if num_returns == 0:
+        return None
+    if num_returns in (1, "dynamic"):
+        return result
+    try:
+        count = len(result)
+    except TypeError:
+        count = None
+    if count != num_returns:
+        raise ValueError(
+            f"Task returned {count} objects, but num_returns={num_returns}."
+            if count is not None
+            else f"Task returned a non-sequence {type(result).__name__}, but num_returns={num_returns}."
+        )
+    return result
+
+
 def _drain(gen, num_returns):
     """A generator task with a fixed ``num_returns``: Ray stores its items as the returns;
     with ``"dynamic"``, as a ``DynamicObjectRefGenerator`` of refs."""
@@ -238,8 +273,7 @@ def run_task(spec: TaskSpec, *deps):
             ctx.seceded = True
         if spec.env_vars:
             ctx.env_vars = spec.env_vars
-            saved_env = {k: os.environ.get(k) for k in spec.env_vars}
-            os.environ.update(spec.env_vars)
+            saved_env = set_env_vars(spec.env_vars)
         # working_dir/py_modules/pip: also before unpickling, which may import from them.
         leave_env = _runtime_env.enter(spec.runtime_env)
         try:
@@ -268,23 +302,10 @@ def run_task(spec: TaskSpec, *deps):
                     attempts_left -= 1
                     continue
                 raise _task_error(spec, exc, key) from None
-        n = spec.num_returns
-        if n == "dynamic":
-            n = 1
-        if n == 0:
-            result = None
-        elif n != 1:
-            try:
-                count = len(result)
-            except TypeError:
-                count = None
-            if count != n:
-                err = ValueError(
-                    f"Task returned {count} objects, but num_returns={n}."
-                    if count is not None
-                    else f"Task returned a non-sequence {type(result).__name__}, but num_returns={n}."
-                )
-                raise _task_error(spec, err, key) from None
+        try:
+            result = shape_returns(result, spec.num_returns)
+        except ValueError as err:
+            raise _task_error(spec, err, key) from None
         try:
             return Sealed.seal(result)
         except Exception as exc:  # noqa: BLE001 - unpicklable return value
@@ -293,11 +314,7 @@ def run_task(spec: TaskSpec, *deps):
         if leave_env is not None:
             leave_env()
         if saved_env is not None:
-            for k, v in saved_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            restore_env_vars(saved_env)
         if ctx.held is not None:
             ledger.release(ctx.held)
         output.task_ended(ctx)
