@@ -17,14 +17,14 @@ tasks), and, on the embedded cluster that ``init()`` starts, its scheduler's str
 its workers' streams. A cluster raycompat only joins keeps its operator's settings.
 ``RAYCOMPAT_BATCHED_SEND_INTERVAL`` (clients' streams, seconds, default 0) and
 ``RAYCOMPAT_WORKER_STREAM_INTERVAL`` (default 0.0005) override; a negative value keeps
-Dask's.
+Dask's. A worker's own stream adapts to its load (``AdaptiveStreamPlugin``).
 """
 
 from __future__ import annotations
 
 import os
 
-from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 #: Clients' streams (both ends): a message leaves at once.
 INTERVAL = float(os.environ.get("RAYCOMPAT_BATCHED_SEND_INTERVAL", "0"))
@@ -43,9 +43,48 @@ def tune_client(client) -> None:
     _set(getattr(client, "scheduler_comm", None), INTERVAL)
 
 
-def tune_worker(worker) -> None:
+#: A busy worker's messages to the scheduler (Dask's scheduler uses 5 ms towards workers).
+BUSY_STREAM_INTERVAL = float(os.environ.get("RAYCOMPAT_BUSY_WORKER_STREAM_INTERVAL", "0.005"))
+
+
+class AdaptiveStreamPlugin(WorkerPlugin):
+    """A worker's stream to the scheduler: no wait when idle, batched when busy.
+
+    Dask's ``BatchedSend`` sends a message at once when the stream has been quiet, and
+    then at most once per ``interval``. A worker with more tasks ready to run will send
+    another "task-finished" soon, so batching costs nothing there; a worker that has
+    nothing left to run (the next task of a chain waits for this one's result) should
+    not wait. The interval is chosen at each task's end, before its message is queued.
+    Measured on the embedded cluster (2,000 empty tasks, 3 interleaved runs each), CPU
+    microseconds per task in the driver / in the workers, and tasks per second:
+
+    - 0.5 ms always (before): 350-372 / 600-608, 1,740-1,810/s; a chain of dependent
+      tasks 481-551/s; round trip 4.2 ms;
+    - 2 ms always: 290-320 / 465-530, 1,850-1,990/s, but the chain 365-395/s;
+    - 0.5 ms idle, 2 ms busy: 278-310 / 473-505, 1,940-2,135/s, chain 477-546/s;
+    - 0.5 ms idle, 5 ms busy (the default): 237-250 / 418-433, 2,200-2,270/s, chain
+      486-522/s, round trip 4.0-4.1 ms; a fib(12) tree with ``get`` in tasks 0.87-0.89 s
+      against 0.92-0.97 s before.
+
+    ``RAYCOMPAT_BUSY_WORKER_STREAM_INTERVAL`` (seconds) overrides; negative turns it off."""
+
+    name = "raycompat-adaptive-stream"
+
+    def setup(self, worker) -> None:
+        self.stream = worker.batched_stream
+        self.state = worker.state
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if start == "executing":
+            busy = self.state.ready or self.state.constrained
+            _set(self.stream, BUSY_STREAM_INTERVAL if busy else STREAM_INTERVAL)
+
+
+async def tune_worker(worker) -> None:
     """A worker's messages to the scheduler (the preload's ``dask_setup`` calls this)."""
     _set(worker.batched_stream, STREAM_INTERVAL)
+    if BUSY_STREAM_INTERVAL >= 0 and STREAM_INTERVAL >= 0:
+        await worker.plugin_add(AdaptiveStreamPlugin())
 
 
 class StreamIntervalPlugin(SchedulerPlugin):

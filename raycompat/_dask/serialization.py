@@ -12,6 +12,7 @@ moves bytes and never looks inside.
 from __future__ import annotations
 
 import pickle
+import zlib
 
 import cloudpickle
 from dask.sizeof import sizeof
@@ -83,3 +84,35 @@ def _deserialize_sealed(header, frames):
 @sizeof.register(Sealed)
 def _sizeof_sealed(s: Sealed) -> int:
     return s.nbytes + 64
+
+
+class Deflated:
+    """A pickle blob compressed so that its bytes do not spell ``__main__``.
+
+    distributed pickles a task's spec with plain pickle, and re-pickles it with
+    cloudpickle's pure-Python pickler whenever the bytes contain ``b"__main__"``
+    (``distributed.protocol.pickle.dumps``): once on the client and once more on the
+    scheduler for every task. A function defined in the user's script is pickled by
+    value and always contains that name, so each of its calls paid the slow path
+    twice. Compressing the blob once hides it; the worker inflates it once per
+    function (``worker_task._load_function`` caches by digest)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __reduce__(self):
+        return (Deflated, (self.data,))
+
+
+def hide_main(blob: bytes):
+    """``blob``, or a ``Deflated`` of it when it contains ``b"__main__"``."""
+    if b"__main__" in blob:
+        return Deflated(zlib.compress(blob, 1))
+    return blob
+
+
+def inflate(blob):
+    """The bytes ``hide_main`` was given."""
+    return zlib.decompress(blob.data) if type(blob) is Deflated else blob

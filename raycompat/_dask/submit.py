@@ -39,7 +39,7 @@ from raycompat._dask.keys import new_key
 from raycompat._dask import session as _session
 from raycompat._dask import streaming as _streaming
 from raycompat._dask.refs import ObjectRef
-from raycompat._dask.serialization import Sealed
+from raycompat._dask.serialization import Sealed, hide_main
 from raycompat._dask.worker_task import ArgSlot, TaskSpec, run_task
 from raycompat._private.options import DEFAULT_TASK_MAX_RETRIES
 
@@ -54,11 +54,13 @@ _inflight_no_return: set = set()
 class FunctionBlob:
     """A remote function pickled once: its digest names it in every worker's cache."""
 
-    __slots__ = ("blob", "digest")
+    __slots__ = ("blob", "digest", "shipped")
 
     def __init__(self, fn):
         self.blob = cloudpickle.dumps(fn, protocol=5)
         self.digest = hashlib.blake2b(self.blob, digest_size=16).digest()
+        #: What a task spec carries: see ``serialization.Deflated``.
+        self.shipped = hide_main(self.blob)
 
 
 def _split_args(args, kwargs):
@@ -203,19 +205,21 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
         prefix_deps.append(fut)
         spec_fn_blob = None
     else:
-        spec_fn_blob = fn_blob.blob
+        spec_fn_blob = fn_blob.shipped
     held: list = []
     if args or kwargs:
         args_blob, held = _pickle_args(args, kwargs, function_name)
         if len(args_blob) > INLINE_LIMIT:
             prefix_deps.append(client.scatter(Sealed(args_blob), hash=False))
             args_blob = True
+        else:
+            args_blob = hide_main(args_blob)
     else:
         args_blob = None
 
     retry_exceptions = options.get("retry_exceptions", False)
     if isinstance(retry_exceptions, (list, tuple)):
-        retry_exceptions = cloudpickle.dumps(tuple(retry_exceptions))
+        retry_exceptions = hide_main(cloudpickle.dumps(tuple(retry_exceptions)))
     max_retries = options.get("max_retries")
     env_vars = _context.env_vars_for_call(session, options.get("runtime_env"))
     runtime_env = _runtime_env.for_call(session, options.get("runtime_env"))

@@ -28,7 +28,7 @@ from raycompat._dask import context as _context
 from raycompat._dask import output
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.ledger import process_ledger
-from raycompat._dask.serialization import Sealed
+from raycompat._dask.serialization import Deflated, Sealed, inflate
 
 #: Functions by digest: each worker unpickles a remote function once, not per call.
 _function_cache: dict[bytes, Any] = {}
@@ -117,7 +117,7 @@ def _load_function(spec: TaskSpec, deps: list):
         if isinstance(blob, Sealed):
             fn = blob.unseal()
         else:
-            fn = pickle.loads(blob)
+            fn = pickle.loads(inflate(blob))
         _function_cache[spec.fn_digest] = fn
     elif spec.fn_blob is None:
         deps.pop(0)
@@ -130,7 +130,7 @@ def _materialize(spec: TaskSpec, deps: list):
     blob = spec.args_blob
     if blob is True:  # large arguments: the blob travelled as a dependency
         blob = deps.pop(0).payload
-    args, kwargs = pickle.loads(blob)
+    args, kwargs = pickle.loads(inflate(blob))
     if spec.slots:
         values = []
         for sealed, index in zip(deps, spec.slots):
@@ -284,8 +284,8 @@ def run_task(spec: TaskSpec, *deps):
         if spec.num_returns == "streaming":
             return Sealed.seal(_run_stream(spec, fn, args, kwargs, ctx, key))
         retry_exceptions = spec.retry_exceptions
-        if isinstance(retry_exceptions, bytes):
-            retry_exceptions = pickle.loads(retry_exceptions)
+        if isinstance(retry_exceptions, (bytes, Deflated)):
+            retry_exceptions = pickle.loads(inflate(retry_exceptions))
         attempts_left = spec.retries if retry_exceptions else 0
         while True:
             try:
@@ -322,8 +322,8 @@ def run_task(spec: TaskSpec, *deps):
         _context.set_current_task(prev)
 
 
-def dask_setup(worker) -> None:
+async def dask_setup(worker) -> None:
     """Preload hook on the embedded cluster's workers (see ``latency.py``)."""
     from raycompat._dask import latency
 
-    latency.tune_worker(worker)
+    await latency.tune_worker(worker)
