@@ -85,3 +85,22 @@ ray.shutdown()
 """
     )
     assert out == {"first": 1, "second": 2}
+
+
+def test_no_dashboard_no_link():
+    # Ray 2.60: include_dashboard=False logs "Started a local Ray instance." with no link,
+    # and the context's dashboard_url is "".
+    proc = run_script(
+        """
+import os
+ray = __import__(os.environ["RAYCOMPAT_TEST_ENGINE"])
+ctx = ray.init(num_cpus=1, include_dashboard=False)
+print("URL=" + repr(ctx.dashboard_url))
+ray.shutdown()
+""",
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "URL=''" in proc.stdout
+    assert "Started a local Ray instance." in proc.stderr
+    assert "View the dashboard" not in proc.stderr

@@ -106,13 +106,17 @@ class Session:
         self.lifetime_registered = False
         #: Prints the job's worker output (None with ``log_to_driver=False``).
         self.printer = None
+        self._dashboard_url: Optional[str] = None
 
     @property
     def dashboard_url(self) -> str:
-        try:
-            return self.client.dashboard_link or ""
-        except Exception:  # noqa: BLE001 - no dashboard
-            return ""
+        """The dashboard's link, or "" without one (Ray's value with ``include_dashboard=False``)."""
+        if self._dashboard_url is None:
+            try:
+                self._dashboard_url = self.client.dashboard_link or ""
+            except Exception:  # noqa: BLE001 - no dashboard
+                self._dashboard_url = ""
+        return self._dashboard_url
 
     def close(self) -> None:
         client, cluster = self.client, self.cluster
@@ -254,10 +258,7 @@ def init(
                 job_id,
                 runtime_env,
             )
-            logger.info(
-                "Started a local Ray instance. View the dashboard at %s",
-                session.dashboard_url or "(dashboard disabled)",
-            )
+            logger.info("Started a local Ray instance.%s", _dashboard_note(session))
         else:
             if num_cpus is not None or num_gpus is not None or resources:
                 raise ValueError(
@@ -266,10 +267,7 @@ def init(
                     else "When connecting to an existing cluster, resources must not be provided."
                 )
             session = _connect(target, security, connect_timeout, namespace, job_id, runtime_env)
-            logger.info(
-                "Connected to Ray cluster. View the dashboard at %s",
-                session.dashboard_url or "(no dashboard)",
-            )
+            logger.info("Connected to Ray cluster.%s", _dashboard_note(session))
         try:  # ship working_dir/py_modules/pip to every worker, present and future
             _runtime_env.setup_job(session)
         except BaseException:
@@ -384,6 +382,10 @@ def _lookup(tree: dict, key: str):
     return node
 
 
+def _dashboard_note(session: Session) -> str:
+    return f" View the dashboard at {session.dashboard_url}" if session.dashboard_url else ""
+
+
 def _start_embedded(
     num_cpus, num_gpus, resources, include_dashboard, dashboard_host, dashboard_port, namespace, job_id, runtime_env
 ) -> Session:
@@ -403,7 +405,9 @@ def _start_embedded(
     os.chmod(tmpdir, 0o700)
     ledger = _ledger.Ledger.create(tmpdir, totals)
     if include_dashboard is False:
-        dashboard_address = None
+        # Dask's scheduler serves its HTTP routes (health, metrics) even without the
+        # dashboard, on port 8787 unless told otherwise: any free loopback port will do.
+        dashboard_address = f"{dashboard_host}:0"
     else:
         port = 8787 if dashboard_port is None else dashboard_port
         dashboard_address = f"{dashboard_host}:{port}"
@@ -424,6 +428,7 @@ def _start_embedded(
             preload=["raycompat._dask.worker_task"],
             local_directory=tmpdir,
             silence_logs=logging.ERROR,
+            scheduler_kwargs={"dashboard": include_dashboard is not False},
         )
         if cluster.scheduler.allowed_failures == retries.EMBEDDED_ALLOWED_FAILURES:
             cluster.scheduler.add_plugin(retries.MaxRetriesPlugin())
@@ -438,7 +443,10 @@ def _start_embedded(
         # -> 1,530-1,710/s (interleaved runs).
         client = distributed.Client(cluster, set_as_default=False, direct_to_workers=True)
         client.get_task_stream()  # start recording the task stream for ray.timeline()
-    return Session(client, cluster, True, namespace, job_id, ledger, tmpdir, runtime_env)
+    session = Session(client, cluster, True, namespace, job_id, ledger, tmpdir, runtime_env)
+    if include_dashboard is False:
+        session._dashboard_url = ""  # Dask would still format a link to its HTTP server
+    return session
 
 
 def _connect(target, security, connect_timeout, namespace, job_id, runtime_env) -> Session:
