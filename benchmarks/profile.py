@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import compileall
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def main():
     ap.add_argument("--out", default=str(HERE / "profiles"))
     ap.add_argument("--rate", type=int, default=200)
     args = ap.parse_args()
+    compileall.compile_dir(str(HERE.parent / "raycompat"), quiet=1)  # as run.py does
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from conftest import run_script
+
 
 
 def test_decorator_forms(ray):
@@ -279,3 +281,44 @@ def test_remote_function_inside_task(ray):
         return ray.get([leaf.remote(i) for i in range(n)])
 
     assert ray.get(parent.remote(5)) == [1, 2, 3, 4, 5]
+
+
+def test_script_defined_function_arguments_and_retried_exception():
+    # A script's function, the class of its argument and the exception it retries all
+    # live in __main__ (raycompat ships such blobs compressed; see serialization.Deflated).
+    # Ray 2.60: the retried call succeeds on its third attempt and returns the value.
+    proc = run_script(
+        """
+import os
+ray = __import__(os.environ["RAYCOMPAT_TEST_ENGINE"])
+
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+class Flaky(Exception):
+    pass
+
+@ray.remote(max_retries=3, retry_exceptions=[Flaky])
+def norm1(p, attempts):
+    n = ray.get(attempts.bump.remote())
+    if n < 3:
+        raise Flaky(n)
+    return abs(p.x) + abs(p.y), n
+
+@ray.remote
+class Attempts:
+    def __init__(self):
+        self.n = 0
+    def bump(self):
+        self.n += 1
+        return self.n
+
+ray.init(num_cpus=1)
+print("RESULT", ray.get(norm1.remote(Point(3, -4), Attempts.remote())))
+ray.shutdown()
+""",
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RESULT (7, 3)" in proc.stdout
