@@ -6,7 +6,9 @@ released when its client disconnects, but two things raycompat keeps on the sche
 would outlive it: the refs pinned under the job's synthetic client
 ``raycompat-pins-<job>`` (see ``refs.py``) and the ``distributed.Variable``s naming its
 non-detached actors (see ``actor_api.py``). This scheduler plugin, installed by the first
-driver that connects, watches clients leave and removes both for the driver that left.
+driver that connects, watches clients leave and removes both for the driver that left,
+and the events kept under its worker-output and stream topics (the scheduler keeps the
+last 1,000 events of every topic for as long as it runs).
 Detached actors' names are not registered, so they survive until ``ray.kill``.
 (It needs raycompat importable on the scheduler, as workers need it anyway; when it is
 not, ``init`` warns and those two things stay until someone deletes them.)
@@ -17,6 +19,8 @@ from __future__ import annotations
 import asyncio
 
 from distributed.diagnostics.plugin import SchedulerPlugin
+
+from raycompat._dask import output, streaming
 
 PIN_PREFIX = "raycompat-pins-"
 
@@ -51,10 +55,21 @@ class DriverLifetimePlugin(SchedulerPlugin):
         from raycompat._dask import restarts
 
         restarts.forget_job(scheduler, driver["job"])
+        forget_topics(scheduler, [output.TOPIC_PREFIX + driver["job"], streaming.TOPIC_PREFIX + client])
         variables = scheduler.extensions.get("variables")
         if variables is not None:
             for name in driver["names"]:
                 asyncio.ensure_future(variables.delete(name=name))
+
+
+def forget_topics(scheduler, topics) -> None:
+    """Drop what the scheduler keeps of these event topics: their last events and
+    subscribers. Dask has no public call for it (it truncates a client's own topic when
+    the client leaves, through the same broker)."""
+    kept = getattr(getattr(scheduler, "_broker", None), "_topics", None)
+    if kept is not None:
+        for topic in topics:
+            kept.pop(topic, None)
 
 
 def register_driver(dask_scheduler, client_id: str, job: str) -> None:

@@ -37,3 +37,37 @@ def test_remote_worker_output_is_forwarded_with_prefix(cli_cluster):
     # On a cluster the driver only joined, the lines also stay in the worker's own log.
     logs = "".join(p.read_text() for p in cli_cluster.logs.glob("worker*.log"))
     assert "from a dask worker" in logs and "from an actor" in logs
+
+
+def test_a_leaving_driver_takes_its_event_topics_along(cli_cluster):
+    # The scheduler keeps the last 1,000 events of every topic while it runs: a driver's
+    # output and stream topics must not pile up on a long-lived cluster.
+    import time
+
+    import distributed
+
+    proc = run_script(
+        f"""
+        import raycompat as ray
+        from raycompat._dask import output, session, streaming
+        ray.init(address="{cli_cluster.address}")
+
+        @ray.remote
+        def count(n):
+            for i in range(n):
+                print("item", i)
+                yield i
+
+        assert [ray.get(r) for r in count.remote(3)] == [0, 1, 2]
+        print("TOPICS", output.TOPIC_PREFIX + session.current_job_id(),
+              streaming.TOPIC_PREFIX + session.client().id)
+        ray.shutdown()
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    topics = set(re.search(r"^TOPICS (\S+) (\S+)$", proc.stdout, re.M).groups())
+    with distributed.Client(cli_cluster.address, set_as_default=False) as client:
+        deadline = time.time() + 30
+        while topics & set(client.get_events()) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not topics & set(client.get_events()), topics
