@@ -7,7 +7,9 @@ Throughput on a 2-core machine is bounded by the CPU every process spends per ta
 and the task wrapper), and CPU time is far less noisy than wall-clock rates. Prints,
 for bursts of 2,000 empty tasks: tasks/s (first burst and median), and the median
 CPU-microseconds per task in the driver and in all workers together; then a chain of
-300 dependent tasks (tasks/s) and the median round trip of 200 sequential tasks.
+300 dependent tasks (tasks/s), the median round trip of 200 sequential tasks, and the
+median of 300 small bursts (6 tasks, then ``get`` of all: the end of a burst is where a
+worker switches from batching its reports to sending them at once).
 Environment variables (``RAYCOMPAT_*``, ``DASK_*``) set before the run are what an
 A/B compares; run each side several times, interleaved.
 """
@@ -69,12 +71,18 @@ def main():
         t = time.perf_counter()
         ray.get(noop.remote())
         trips.append(time.perf_counter() - t)
+    small = []
+    for _ in range(300):
+        t = time.perf_counter()
+        ray.get([noop.remote() for _ in range(6)])
+        small.append(time.perf_counter() - t)
     ray.shutdown()
     print(
         f"empty tasks/s: first {rates[0]:,.0f}, median {statistics.median(rates):,.0f} | "
         f"CPU us/task: driver {statistics.median(driver_us):.0f}, workers "
         f"{statistics.median(worker_us):.0f} | chain {statistics.median(chain):.0f}/s | "
-        f"round trip {statistics.median(trips) * 1e3:.2f} ms"
+        f"round trip {statistics.median(trips) * 1e3:.2f} ms | 6-task bursts "
+        f"{statistics.median(small) * 1e3:.2f} ms"
     )
 
 

@@ -89,11 +89,10 @@ class RemoteFunction:
         except TypeError as e:
             raise TypeError(str(e)) from None
         if self._blob is None:
-            self._blob = _submit.FunctionBlob(self._function)
+            self._blob = _submit.FunctionBlob(
+                self._function, f"{_options.ray_module_name(self.__module__)}.{self.__qualname__}"
+            )
         name = options.get("name") or self._function.__name__
         if self._is_generator and options.get("num_returns") is None:
             options = {**options, "num_returns": "streaming"}  # Ray's default for generators
-        return _submit.submit(
-            self._blob, name, f"{_options.ray_module_name(self.__module__)}.{self.__qualname__}",
-            options, args, kwargs,
-        )
+        return _submit.submit(self._blob, name, options, args, kwargs)

@@ -437,11 +437,12 @@ def test_max_pending_calls(ray):
             time.sleep(0.5)
             return 1
 
-    def call_when_a_slot_is_free(actor):
+    def call_when_a_slot_is_free(actor, within=0.3):
         # Ray 2.60 frees a pending slot shortly after the reply (seen failing right after
         # get, at either call below, once in several runs); raycompat frees it with the
-        # reply. Allow Ray its lag.
-        deadline = time.time() + 10
+        # reply. Allow Ray its lag, but less than a nap: with a limit of 1, the second
+        # of the two calls below would have to wait for the first to end.
+        deadline = time.time() + within
         while True:
             try:
                 return actor.nap.remote()
@@ -456,7 +457,7 @@ def test_max_pending_calls(ray):
     with pytest.raises(ray.exceptions.PendingCallsLimitExceeded):
         b.nap.remote()
     assert ray.get(refs) == [1, 1]
-    assert ray.get(call_when_a_slot_is_free(b)) == 1
+    assert ray.get(call_when_a_slot_is_free(b, within=10)) == 1
 
 
 def cancel_a_queued_call(ray):

@@ -75,9 +75,27 @@ class AdaptiveStreamPlugin(WorkerPlugin):
         self.state = worker.state
 
     def transition(self, key, start, finish, **kwargs) -> None:
-        if start == "executing":
-            busy = self.state.ready or self.state.constrained
-            _set(self.stream, BUSY_STREAM_INTERVAL if busy else STREAM_INTERVAL)
+        # A task ends: executing (or seceded, "long-running", as a task blocked in
+        # ``get`` is) to anything but long-running. The worker has already started its
+        # next task, so "busy" counts the executing ones too.
+        if start not in ("executing", "long-running") or finish == "long-running":
+            return
+        state = self.state
+        if state.executing or state.ready or state.constrained:
+            _set(self.stream, BUSY_STREAM_INTERVAL)
+        elif self.stream.interval != STREAM_INTERVAL:
+            _set(self.stream, STREAM_INTERVAL)
+            _shorten_pending_wait(self.stream, BUSY_STREAM_INTERVAL - STREAM_INTERVAL)
+
+
+def _shorten_pending_wait(stream, by: float) -> None:
+    """A ``BatchedSend`` fixes its next send time when it writes (last write + interval);
+    an idle worker's report must not wait out the busy interval of the last write."""
+    deadline = getattr(stream, "next_deadline", None)
+    waker = getattr(stream, "waker", None)
+    if deadline is not None and waker is not None and by > 0:
+        stream.next_deadline = deadline - by
+        waker.set()  # the sender sleeps until the old deadline: let it look again
 
 
 async def tune_worker(worker) -> None:

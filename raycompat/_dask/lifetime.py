@@ -43,9 +43,16 @@ def release_client_remote(dask_scheduler, name: str) -> None:
 class DriverLifetimePlugin(SchedulerPlugin):
     name = "raycompat-driver-lifetime"
 
-    def __init__(self):
+    #: How many departed drivers' topics are remembered, to drop late events.
+    MAX_LEFT_TOPICS = 10_000
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
         #: client id -> {"job": job id, "names": [Variable names to delete]}
         self.drivers: dict = {}
+        #: Topics of drivers that left (insertion-ordered, capped): an event published
+        #: there later (a detached actor of the job printing) would bring it back.
+        self.left_topics: dict = {}
 
     def remove_client(self, scheduler, client: str) -> None:
         driver = self.drivers.pop(client, None)
@@ -55,11 +62,20 @@ class DriverLifetimePlugin(SchedulerPlugin):
         from raycompat._dask import restarts
 
         restarts.forget_job(scheduler, driver["job"])
-        forget_topics(scheduler, [output.TOPIC_PREFIX + driver["job"], streaming.TOPIC_PREFIX + client])
+        topics = [output.TOPIC_PREFIX + driver["job"], streaming.TOPIC_PREFIX + client]
+        forget_topics(scheduler, topics)
+        for topic in topics:
+            self.left_topics[topic] = None
+        while len(self.left_topics) > self.MAX_LEFT_TOPICS:
+            del self.left_topics[next(iter(self.left_topics))]
         variables = scheduler.extensions.get("variables")
         if variables is not None:
             for name in driver["names"]:
                 asyncio.ensure_future(variables.delete(name=name))
+
+    def log_event(self, topic, msg) -> None:
+        if topic in self.left_topics:
+            forget_topics(self.scheduler, [topic])
 
 
 def forget_topics(scheduler, topics) -> None:
@@ -75,7 +91,7 @@ def forget_topics(scheduler, topics) -> None:
 def register_driver(dask_scheduler, client_id: str, job: str) -> None:
     plugin = dask_scheduler.plugins.get(DriverLifetimePlugin.name)
     if plugin is None:
-        plugin = DriverLifetimePlugin()
+        plugin = DriverLifetimePlugin(dask_scheduler)
         dask_scheduler.add_plugin(plugin)
     plugin.drivers.setdefault(client_id, {"job": job, "names": []})
 

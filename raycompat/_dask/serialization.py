@@ -87,32 +87,37 @@ def _sizeof_sealed(s: Sealed) -> int:
 
 
 class Deflated:
-    """A pickle blob compressed so that its bytes do not spell ``__main__``.
+    """A pickle blob (or a name) compressed so that its bytes do not spell ``__main__``.
 
     distributed pickles a task's spec with plain pickle, and re-pickles it with
     cloudpickle's pure-Python pickler whenever the bytes contain ``b"__main__"``
     (``distributed.protocol.pickle.dumps``): once on the client and once more on the
     scheduler for every task. A function defined in the user's script is pickled by
-    value and always contains that name, so each of its calls paid the slow path
-    twice. Compressing the blob once hides it; the worker inflates it once per
-    function (``worker_task._load_function`` caches by digest)."""
+    value and always contains that name (and in a notebook or ``python -c`` so does its
+    Ray name, ``__main__.f``), so each of its calls paid the slow path twice.
+    Compressing the blob once per function hides it; the worker inflates a function
+    once (``worker_task._load_function`` caches by digest)."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "text")
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, text: bool = False):
         self.data = data
+        self.text = text
 
     def __reduce__(self):
-        return (Deflated, (self.data,))
+        return (Deflated, (self.data, self.text))
 
 
-def hide_main(blob: bytes):
-    """``blob``, or a ``Deflated`` of it when it contains ``b"__main__"``."""
-    if b"__main__" in blob:
-        return Deflated(zlib.compress(blob, 1))
-    return blob
+def hide_main(blob):
+    """``blob`` (bytes, or a str), or a ``Deflated`` of it when it contains ``__main__``."""
+    if isinstance(blob, str):
+        return Deflated(zlib.compress(blob.encode(), 1), True) if "__main__" in blob else blob
+    return Deflated(zlib.compress(blob, 1)) if b"__main__" in blob else blob
 
 
 def inflate(blob):
-    """The bytes ``hide_main`` was given."""
-    return zlib.decompress(blob.data) if type(blob) is Deflated else blob
+    """What ``hide_main`` was given."""
+    if type(blob) is not Deflated:
+        return blob
+    data = zlib.decompress(blob.data)
+    return data.decode() if blob.text else data

@@ -407,7 +407,7 @@ def _start_embedded(
     if include_dashboard is False:
         # Dask's scheduler serves its HTTP routes (health, metrics) even without the
         # dashboard, on port 8787 unless told otherwise: any free loopback port will do.
-        dashboard_address = f"{dashboard_host}:0"
+        dashboard_address = "127.0.0.1:0"
     else:
         port = 8787 if dashboard_port is None else dashboard_port
         dashboard_address = f"{dashboard_host}:{port}"

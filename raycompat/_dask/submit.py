@@ -52,15 +52,19 @@ _inflight_no_return: set = set()
 
 
 class FunctionBlob:
-    """A remote function pickled once: its digest names it in every worker's cache."""
+    """A remote function pickled once: its digest names it in every worker's cache.
 
-    __slots__ = ("blob", "digest", "shipped")
+    ``function_name`` is Ray's name for it (``module.qualname``); ``shipped`` and
+    ``shipped_name`` are what task specs carry (see ``serialization.Deflated``)."""
 
-    def __init__(self, fn):
+    __slots__ = ("blob", "digest", "shipped", "function_name", "shipped_name")
+
+    def __init__(self, fn, function_name: str):
         self.blob = cloudpickle.dumps(fn, protocol=5)
         self.digest = hashlib.blake2b(self.blob, digest_size=16).digest()
-        #: What a task spec carries: see ``serialization.Deflated``.
         self.shipped = hide_main(self.blob)
+        self.function_name = function_name
+        self.shipped_name = hide_main(function_name)
 
 
 def _split_args(args, kwargs):
@@ -187,7 +191,7 @@ def _raise_unschedulable(msg):
     raise rex.TaskUnschedulableError(msg)
 
 
-def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, args, kwargs):
+def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
     """Submit one call; returns an ObjectRef, a list of them, or None (``num_returns=0``)."""
     client = _session.client()
     session = _session.current_session(auto_init=False)
@@ -208,7 +212,7 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
         spec_fn_blob = fn_blob.shipped
     held: list = []
     if args or kwargs:
-        args_blob, held = _pickle_args(args, kwargs, function_name)
+        args_blob, held = _pickle_args(args, kwargs, fn_blob.function_name)
         if len(args_blob) > INLINE_LIMIT:
             prefix_deps.append(client.scatter(Sealed(args_blob), hash=False))
             args_blob = True
@@ -235,7 +239,7 @@ def submit(fn_blob: FunctionBlob, name: str, function_name: str, options: dict, 
 
     spec = TaskSpec(
         name=name,
-        function_name=function_name,
+        function_name=fn_blob.shipped_name,
         fn_digest=fn_blob.digest,
         fn_blob=spec_fn_blob,
         args_blob=args_blob,

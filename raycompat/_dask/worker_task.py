@@ -243,6 +243,7 @@ def run_task(spec: TaskSpec, *deps):
     from distributed import get_worker
 
     _install_log_filter()
+    spec.function_name = inflate(spec.function_name)  # "__main__.f" travels deflated
     key = get_worker().get_current_task()
     deps = list(deps)
     ledger = process_ledger()
