@@ -135,23 +135,27 @@ class Session:
             client.run_on_scheduler(restarts.forget_job, job=self.job_id)
         except Exception:  # noqa: BLE001 - best effort on a cluster we only joined
             pass
-        if self.owns_client:
-            try:
-                client.close(timeout=10)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-        if self.owned and cluster is not None:
-            # Stopping our own workers drops whatever they still hold: that is the point,
-            # not an error worth Dask's "lost scattered data" log line.
-            sched_log = logging.getLogger("distributed.scheduler")
-            level = sched_log.level
-            sched_log.setLevel(logging.CRITICAL)
-            try:
-                cluster.close(timeout=30)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-            finally:
-                sched_log.setLevel(level)
+        # Stopping our own cluster drops whatever its workers still hold, and a task
+        # still running may report to the client that just left: neither is an error
+        # worth the scheduler's "lost scattered data" or "Closed comm" log lines.
+        quiet = self.owned and cluster is not None
+        sched_log = logging.getLogger("distributed.scheduler")
+        level = sched_log.level
+        if quiet:
+            sched_log.setLevel(logging.CRITICAL + 1)
+        try:
+            if self.owns_client:
+                try:
+                    client.close(timeout=10)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+            if quiet:
+                try:
+                    cluster.close(timeout=30)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+        finally:
+            sched_log.setLevel(level)
         if self.ledger is not None:
             self.ledger.close()
         if self.tmpdir:

@@ -171,8 +171,21 @@ def registry(client) -> _Registry:
 
 
 def forget(client) -> None:
+    """The client is closing: stop its generators that are still running (Ray ends a
+    job's tasks with its driver) and drop its registry."""
     with _registries_lock:
-        _registries.pop(client.id, None)
+        reg = _registries.pop(client.id, None)
+    if reg is None:
+        return
+    from raycompat._dask import api
+
+    for gen in list(reg.streams.values()):
+        final = gen._final
+        if final is not None and not final._future.done():
+            try:
+                api.cancel(gen)
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                pass
 
 
 def register(client, gen: "ObjectRefGenerator") -> None:
