@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import compileall
 import shutil
 import subprocess
 import sys
@@ -61,7 +60,9 @@ def main():
     ap.add_argument("--out", default=str(HERE / "profiles"))
     ap.add_argument("--rate", type=int, default=200)
     args = ap.parse_args()
-    compileall.compile_dir(str(HERE.parent / "raycompat"), quiet=1)  # as run.py does
+    from run import compile_raycompat
+
+    compile_raycompat()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,13 @@ EXTRA = {
 RUN_TIMEOUT = 240
 
 
+def compile_raycompat() -> None:
+    """pip compiles an installed package's bytecode (Dask's and Ray's are); an editable
+    install caches it at first import, unless PYTHONDONTWRITEBYTECODE is set (it is on
+    our CI machine), and then every process compiled raycompat again: +23 ms per import."""
+    compileall.compile_dir(str(HERE.parent / "raycompat"), quiet=1)
+
+
 def run_one(python, engine, workload, quick):
     cmd = [python, str(HERE / "workloads.py"), engine, workload] + (["--quick"] if quick else [])
     env = dict(os.environ)
@@ -80,10 +87,7 @@ def main():
     ap.add_argument("--only", default=None)
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     args = ap.parse_args()
-    # pip compiles an installed package's bytecode (Dask's and Ray's are); an editable
-    # install caches it at first import, unless PYTHONDONTWRITEBYTECODE is set (it is on
-    # our CI machine), and then every process compiled raycompat again: +23 ms per import.
-    compileall.compile_dir(str(HERE.parent / "raycompat"), quiet=1)
+    compile_raycompat()
     repeats = args.repeats or (1 if args.quick else 3)
     ray_python = args.ray_python
     default_ray = HERE.parent / ".venv-ray" / "bin" / "python"

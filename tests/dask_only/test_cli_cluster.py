@@ -246,3 +246,36 @@ def test_non_detached_actor_goes_with_a_driver_that_exits_without_shutdown(cli_c
     )
     assert other.returncode == 0, other.stderr[-3000:]
     assert "OK" in other.stdout
+
+
+def test_shutdown_stops_the_drivers_running_generators(cli_cluster, tmp_path):
+    # Ray 2.60 (checked with the same script on a local Ray cluster): a generator still
+    # running when its driver calls ray.shutdown() stops (2 of its 20 steps ran).
+    # On a cluster raycompat only joined, the workers outlive the driver, so shutdown
+    # cancels the driver's unfinished generators itself.
+    import time
+
+    steps = tmp_path / "steps.txt"
+    proc = run_script(
+        f"""
+        import time, raycompat as ray
+        ray.init(address="{cli_cluster.address}")
+
+        @ray.remote
+        def count(path):
+            for i in range(20):
+                with open(path, "a") as f:
+                    f.write(f"{{i}}\\n")
+                time.sleep(0.2)
+                yield i
+
+        gen = count.remote({str(steps)!r})
+        assert ray.get(next(gen)) == 0
+        ray.shutdown()
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    time.sleep(2)
+    ran = len(steps.read_text().splitlines())
+    time.sleep(1)
+    assert len(steps.read_text().splitlines()) == ran < 20
