@@ -235,6 +235,48 @@ def test_put_inside_task(ray):
     assert ray.get(consumer.remote(refs)) == 45
 
 
+def test_cancels_racing_task_ends_leave_the_cluster_whole(ray):
+    # Each cancel lands at a random point of a short task: before it starts, while its
+    # Python runs, or as it returns. Ray (2.60, run here): each get gives the value or
+    # TaskCancelledError, and both CPUs run tasks afterwards. raycompat's interrupt once
+    # could land outside the user's code (in the wrapper, a ledger update, or Dask's
+    # thread pool), leaking a CPU or killing the worker's only pool thread.
+    import random
+
+    @ray.remote
+    def short(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+        return seconds
+
+    rng = random.Random(5)
+    refs = []
+    for _ in range(150):
+        r = short.remote(rng.choice([0.0, 0.001, 0.003]))
+        time.sleep(rng.uniform(0.0, 0.006))
+        ray.cancel(r)
+        refs.append(r)
+    for r in refs:
+        try:
+            assert ray.get(r, timeout=60) in (0.0, 0.001, 0.003)
+        except ray.exceptions.TaskCancelledError:
+            pass
+
+    spans = _overlap_probe(ray)
+    assert max(s for s, _ in spans) < min(e for _, e in spans), "both CPUs should run again"
+
+
+def _overlap_probe(ray):
+    @ray.remote
+    def span():
+        start = time.time()
+        time.sleep(1.0)
+        return start, time.time()
+
+    return ray.get([span.remote() for _ in range(2)], timeout=60)
+
+
 def test_cancel_force_kills_and_cluster_recovers(ray):
     @ray.remote(max_retries=0)
     def sleeper():

@@ -26,6 +26,7 @@ from raycompat._dask import session as _session
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed
 from raycompat._dask.streaming import ObjectRefGenerator, StreamEnd
+from raycompat._dask.worker_task import uninterruptible
 
 #: Keys cancelled with ``ray.cancel``: their ``get`` raises TaskCancelledError.
 _cancelled: set = set()
@@ -42,18 +43,20 @@ def _blocking():
         yield
         return
     cpu = (ctx.held or {}).get("CPU", 0.0)
-    if cpu and ctx.ledger is not None:
-        ctx.ledger.release({"CPU": cpu})
     pooled = not ctx.seceded
-    if pooled:
-        distributed.secede()
+    with uninterruptible():
+        if cpu and ctx.ledger is not None:
+            ctx.ledger.release({"CPU": cpu})
+        if pooled:
+            distributed.secede()
     try:
         yield
     finally:
-        if pooled:
-            distributed.rejoin()
-        if cpu and ctx.ledger is not None:
-            ctx.ledger.acquire({"CPU": cpu}, force=True)
+        with uninterruptible():
+            if pooled:
+                distributed.rejoin()
+            if cpu and ctx.ledger is not None:
+                ctx.ledger.acquire({"CPU": cpu}, force=True)
 
 
 async def _await_done(futures: list, count: int, timeout: Optional[float], fail_fast: bool) -> None:
@@ -379,15 +382,11 @@ def cancel(ref, *, force=False, recursive=True):
 
 async def _interrupt_task(key, force, dask_worker=None):
     """On each worker: interrupt (or, with ``force``, kill) the thread running ``key``."""
-    import ctypes
-
     from raycompat._dask import worker_task
 
-    for tid, running in list(dask_worker.active_threads.items()):
-        if running != key:
-            continue
-        worker_task.mark_cancelled(key)
-        if force:
-            os._exit(1)
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(KeyboardInterrupt))
+    if key not in dask_worker.active_threads.values():
+        return None
+    if force:
+        os._exit(1)
+    worker_task.interrupt(key)
     return None

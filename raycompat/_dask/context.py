@@ -26,6 +26,11 @@ class TaskContext:
     seceded: bool = False
     #: The ``runtime_env`` env_vars this task runs with (its children inherit them).
     env_vars: Optional[dict] = None
+    #: The thread's id while it runs the user's code, the only place ``ray.cancel`` may
+    #: raise KeyboardInterrupt (see ``worker_task.interrupt``); None elsewhere.
+    interruptible_thread: Optional[int] = None
+    #: ``ray.cancel`` raised KeyboardInterrupt in the thread (once per task).
+    interrupted: bool = False
 
 
 def inherited_env_vars() -> dict:

@@ -37,6 +37,7 @@ from typing import Optional
 
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
+from raycompat._dask.worker_task import uninterruptible
 
 TOPIC_PREFIX = "raycompat-stream-"
 
@@ -83,8 +84,10 @@ class Publisher:
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._store(sealed), self.worker.loop.asyncio_loop))
 
     def publish(self, item) -> None:
-        """From a task or actor thread."""
-        self._store_sync(item)
+        """From a task or actor thread (a task's ``ray.cancel`` waits till it is stored;
+        ``run_streaming`` then sees ``cancelled`` and closes the generator)."""
+        with uninterruptible(raise_if_cancelled=False):
+            self._store_sync(item)
 
     async def _store(self, sealed: Sealed) -> None:
         from dask.sizeof import sizeof

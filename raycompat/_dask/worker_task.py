@@ -14,10 +14,13 @@ wrapper then does what Ray's worker does around user code:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import inspect
 import logging
 import os
 import pickle
+import threading
 import traceback
 from typing import Any
 
@@ -36,10 +39,66 @@ _function_cache: dict[bytes, Any] = {}
 _running: dict = {}
 
 
-def mark_cancelled(key) -> None:
-    ctx = _running.get(key)
-    if ctx is not None:
+#: Orders ``interrupt`` (on the worker's event loop) against a task thread entering or
+#: leaving the user's code.
+_interrupt_lock = threading.Lock()
+
+
+def _set_async_exc(thread_id: int, exc) -> None:
+    # exc None clears an exception set earlier and not raised yet.
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None if exc is None else ctypes.py_object(exc))
+
+
+def interrupt(key) -> None:
+    """``ray.cancel`` of a running task: Ray raises KeyboardInterrupt in the task.
+
+    We raise it in the task's thread with ``PyThreadState_SetAsyncExc``, which fires at
+    the thread's next bytecode wherever that is. So it is raised only while the thread
+    runs the user's code, and a task leaving the user's code withdraws one not raised
+    yet. Raised anywhere else, it could kill a thread of Dask's pool (the worker then
+    never runs a task again), or land in ``rejoin`` or between a ledger update and its
+    bookkeeping. A task cancelled outside the user's code gets it when it enters it."""
+    with _interrupt_lock:
+        ctx = _running.get(key)
+        if ctx is None:
+            return
         ctx.cancelled = True
+        if ctx.interruptible_thread is not None and not ctx.interrupted:
+            ctx.interrupted = True
+            _set_async_exc(ctx.interruptible_thread, KeyboardInterrupt)
+
+
+def enter_user_code(ctx, raise_if_cancelled: bool = True) -> None:
+    """From here ``ray.cancel`` may interrupt this thread; cancelled already: raise now."""
+    with _interrupt_lock:
+        ctx.interruptible_thread = threading.get_ident()
+        cancelled = ctx.cancelled
+    if cancelled and raise_if_cancelled:
+        raise KeyboardInterrupt
+
+
+def leave_user_code(ctx) -> None:
+    with _interrupt_lock:
+        ctx.interruptible_thread = None
+        if ctx.interrupted:
+            _set_async_exc(threading.get_ident(), None)
+
+
+@contextlib.contextmanager
+def uninterruptible(raise_if_cancelled: bool = True):
+    """Inside a task's user code: a stretch of our own code ``ray.cancel`` must not
+    interrupt (a blocking ``get`` leaving and rejoining Dask's pool, a streamed item's
+    store). A cancel meanwhile raises at its end, unless the caller checks ``cancelled``
+    itself. A no-op anywhere else (actor calls, the driver)."""
+    ctx = _context.current_task()
+    if ctx is None or ctx.interruptible_thread != threading.get_ident():
+        yield
+        return
+    leave_user_code(ctx)
+    try:
+        yield
+    finally:
+        enter_user_code(ctx, raise_if_cancelled)
 
 
 class ArgSlot:
@@ -227,7 +286,11 @@ def _run_stream(spec: TaskSpec, fn, args, kwargs, ctx, key):
 
     publisher = Publisher(spec.stream_to, key, spec.name)
     try:
-        return run_streaming(fn(*args, **kwargs), publisher, lambda: ctx.cancelled)
+        enter_user_code(ctx)
+        try:
+            return run_streaming(fn(*args, **kwargs), publisher, lambda: ctx.cancelled)
+        finally:
+            leave_user_code(ctx)
     except KeyboardInterrupt:
         if ctx.cancelled:  # ray.cancel interrupted us
             raise rex.TaskCancelledError(key) from None
@@ -290,9 +353,13 @@ def run_task(spec: TaskSpec, *deps):
         attempts_left = spec.retries if retry_exceptions else 0
         while True:
             try:
-                result = fn(*args, **kwargs)
-                if inspect.isgenerator(result):
-                    result = _drain(result, spec.num_returns)
+                enter_user_code(ctx)
+                try:
+                    result = fn(*args, **kwargs)
+                    if inspect.isgenerator(result):
+                        result = _drain(result, spec.num_returns)
+                finally:
+                    leave_user_code(ctx)
                 break
             except KeyboardInterrupt:
                 if ctx.cancelled:  # ray.cancel interrupted us
