@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -59,6 +60,16 @@ def ray():
 @pytest.fixture(autouse=True)
 def _test_module_by_value(request):
     pickle_by_value(request.module)
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def run_script(source: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from conftest import wait_until
+
 
 @pytest.fixture(scope="module")
 def fns(ray):
@@ -295,3 +297,5 @@ def test_cancel_force_kills_and_cluster_recovers(ray):
         return "ok"
 
     assert ray.get([after.remote() for _ in range(2)], timeout=60) == ["ok", "ok"]
+    # The killed worker's CPU is available again (Ray 2.60, run here: within a second).
+    assert wait_until(lambda: ray.available_resources().get("CPU") == 2.0, timeout=30)

@@ -33,7 +33,7 @@ from multiprocessing.pool import ThreadPool
 
 import pytest
 
-from conftest import ENGINE, ON_RAY, run_script
+from conftest import ENGINE, ON_RAY, run_script, wait_until
 
 mp = importlib.import_module(f"{ENGINE}.util.multiprocessing")
 engine = importlib.import_module(ENGINE)
@@ -88,15 +88,6 @@ def rendezvous(mine, other):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.01)
-    return True
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
     return True
 
 

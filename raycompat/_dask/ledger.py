@@ -140,12 +140,17 @@ class Ledger:
         self._update(request, +1.0, True)
 
     def available(self) -> dict[str, float]:
+        """The counters, after taking back what dead processes held: a worker killed
+        mid-task (``ray.cancel(force=True)``, OOM) is otherwise reclaimed only when a
+        task needs its share, and ``available_resources()`` would report it held."""
         # The thread lock here too: another thread's flock on the shared file would turn
         # an update's exclusive lock into a shared one, and its unlock would drop it.
         with self._thread_lock:
-            fcntl.flock(self._fd, fcntl.LOCK_SH)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                values = struct.unpack(self._fmt, os.pread(self._fd, 8 * len(self.names), 0))
+                values = self._read()
+                if self._reclaim_dead(values):
+                    os.pwrite(self._fd, struct.pack(self._fmt, *values), 0)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         return dict(zip(self.names, values))

@@ -1,5 +1,8 @@
 """The embedded cluster's node ledger (``raycompat._dask.ledger``) under concurrency."""
 
+import struct
+import subprocess
+import sys
 import threading
 
 from raycompat._dask.ledger import Ledger
@@ -27,4 +30,18 @@ def test_threads_of_one_process_never_lose_an_update(tmp_path):
     assert not any(t.is_alive() for t in threads)
     assert ledger.available() == {"CPU": 2.0}
     assert ledger._held == [0.0]
+    ledger.close()
+
+
+def test_available_takes_back_what_a_dead_process_held(tmp_path):
+    # A worker killed mid-task (ray.cancel(force=True), an OOM kill) never releases;
+    # available_resources() must not report its CPU as held for the cluster's life.
+    ledger = Ledger.create(str(tmp_path), {"CPU": 2.0})
+    code = (
+        "import os, sys; from raycompat._dask.ledger import Ledger; "
+        "Ledger(sys.argv[1]).acquire({'CPU': 1.0}); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code, ledger.path], check=True, timeout=60)
+    assert struct.unpack("d", open(ledger.path, "rb").read())[0] == 1.0  # still counted as held
+    assert ledger.available() == {"CPU": 2.0}
     ledger.close()
