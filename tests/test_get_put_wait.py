@@ -237,6 +237,35 @@ def test_put_inside_task(ray):
     assert ray.get(consumer.remote(refs)) == 45
 
 
+def test_cancelled_task_can_still_get_in_its_cleanup(ray, tmp_path):
+    # Ray (2.60, run here): the cancel raises KeyboardInterrupt once; a ``get`` in the
+    # task's ``finally`` then works, and the task's CPU is counted back exactly once.
+    @ray.remote
+    def helper():
+        return "cleaned up"
+
+    @ray.remote
+    def spin(path):
+        try:
+            while True:
+                pass
+        finally:
+            with open(path, "w") as f:
+                f.write(ray.get(helper.remote()))
+
+    marker = tmp_path / "cleanup"
+    r = spin.remote(str(marker))
+    ray.wait([r], timeout=1.5)
+    ray.cancel(r)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(r, timeout=60)
+    assert wait_until(marker.exists, timeout=30)
+    assert wait_until(lambda: marker.read_text() == "cleaned up", timeout=5)
+    assert wait_until(lambda: ray.available_resources().get("CPU") == 2.0, timeout=30)
+    time.sleep(0.5)  # an over-count would show now (the CPU given back twice)
+    assert ray.available_resources().get("CPU") == 2.0
+
+
 def test_cancels_racing_task_ends_leave_the_cluster_whole(ray):
     # Each cancel lands at a random point of a short task: before it starts, while its
     # Python runs, or as it returns. Ray (2.60, run here): each get gives the value or

@@ -20,6 +20,7 @@ from distributed import Future
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
+from raycompat._dask import interrupts
 from raycompat._dask import refs as _refs
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import session as _session
@@ -75,6 +76,7 @@ def _lookup(client, namespace: str, name: str):
     return fut, meta
 
 
+@interrupts.api_call
 def create(actor_class, args, kwargs, options: dict):
     from raycompat.actor import ActorHandle
 
@@ -207,6 +209,7 @@ def _caller_for(handle) -> Caller:
     return caller
 
 
+@interrupts.api_call
 def call(handle, method: str, args, kwargs, num_returns):
     caller = _caller_for(handle)
     name = f"{handle._class_name}.{method}"
@@ -291,6 +294,7 @@ def handle_of_shell(shell):
 # ---------------------------------------------------------------- kill / lookup
 
 
+@interrupts.api_call
 def kill(handle, no_restart: bool = True) -> None:
     from raycompat.actor import ActorHandle
 
@@ -327,6 +331,7 @@ def kill(handle, no_restart: bool = True) -> None:
         delete_names(client, [_variable_names(handle._namespace, handle._name)])
 
 
+@interrupts.api_call
 def get_actor(name: str, namespace: Optional[str] = None):
     if not isinstance(name, str) or not name:
         raise ValueError("Please supply a non-empty value to get_actor")

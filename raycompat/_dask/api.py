@@ -21,12 +21,13 @@ from distributed.client import FutureCancelledError
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
+from raycompat._dask import interrupts
 from raycompat._dask import refs as _refs
 from raycompat._dask import session as _session
+from raycompat._dask.ledger import process_ledger
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed
 from raycompat._dask.streaming import ObjectRefGenerator, StreamEnd
-from raycompat._dask.worker_task import uninterruptible
 
 #: Keys cancelled with ``ray.cancel``: their ``get`` raises TaskCancelledError.
 _cancelled: set = set()
@@ -36,27 +37,32 @@ _cancelled: set = set()
 
 
 @contextlib.contextmanager
-def _blocking():
-    """Inside a task: leave the thread pool and give back the CPU while blocked."""
+def _blocking(interruptible_wait: bool = True):
+    """Inside a task: leave the thread pool and give back the CPU while blocked.
+    ``ray.cancel`` may interrupt the block (unless the caller marks its own wait)."""
     ctx = _context.current_task()
     if ctx is None:
         yield
         return
     cpu = (ctx.held or {}).get("CPU", 0.0)
-    pooled = not ctx.seceded
-    with uninterruptible():
-        if cpu and ctx.ledger is not None:
-            ctx.ledger.release({"CPU": cpu})
-        if pooled:
-            distributed.secede()
-    try:
-        yield
-    finally:
-        with uninterruptible():
-            if pooled:
+    ledger = ctx.ledger if cpu else None
+    with interrupts.uninterruptible():  # ray.cancel may interrupt the wait, nothing else
+        seceded = False
+        try:
+            if ledger is not None:
+                ledger.release({"CPU": cpu})
+                ctx.held = {**ctx.held, "CPU": 0.0}  # what the task's end gives back
+            if not ctx.seceded:
+                distributed.secede()
+                seceded = True
+            with interrupts.interruptible() if interruptible_wait else contextlib.nullcontext():
+                yield
+        finally:
+            if seceded:
                 distributed.rejoin()
-            if cpu and ctx.ledger is not None:
-                ctx.ledger.acquire({"CPU": cpu}, force=True)
+            if ledger is not None:
+                ledger.acquire({"CPU": cpu}, force=True)
+                ctx.held = {**ctx.held, "CPU": cpu}
 
 
 async def _await_done(futures: list, count: int, timeout: Optional[float], fail_fast: bool) -> None:
@@ -195,6 +201,7 @@ def get_one(ref: ObjectRef, timeout):
         raise translate_error(e, ref) from None
 
 
+@interrupts.api_call
 def get(object_refs, *, timeout=None):
     """``ray.get``: a ref's value, or a list of values in the order of the list."""
     if type(object_refs) is ObjectRef:
@@ -243,6 +250,7 @@ def get(object_refs, *, timeout=None):
 # ---------------------------------------------------------------------------- put
 
 
+@interrupts.api_call
 def put(value, *, _owner=None) -> ObjectRef:
     """``ray.put``: store a copy of ``value`` on the cluster, return its ref."""
     if type(value) is ObjectRef:
@@ -269,6 +277,7 @@ def put(value, *, _owner=None) -> ObjectRef:
 # ---------------------------------------------------------------------------- wait
 
 
+@interrupts.api_call
 def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
     """``ray.wait``: ``(ready, not_ready)``, ready in input order, at most ``num_returns``."""
     if type(ray_waitables) is ObjectRef:
@@ -341,6 +350,7 @@ def _waitable(r):
 # ---------------------------------------------------------------------------- cancel
 
 
+@interrupts.api_call
 def cancel(ref, *, force=False, recursive=True):
     """``ray.cancel``: a pending task never runs; ``get`` raises TaskCancelledError.
 
@@ -382,11 +392,12 @@ def cancel(ref, *, force=False, recursive=True):
 
 async def _interrupt_task(key, force, dask_worker=None):
     """On each worker: interrupt (or, with ``force``, kill) the thread running ``key``."""
-    from raycompat._dask import worker_task
-
-    if key not in dask_worker.active_threads.values():
-        return None
     if force:
-        os._exit(1)
-    worker_task.interrupt(key)
+        if key in dask_worker.active_threads.values():
+            ledger = process_ledger()
+            if ledger is not None:
+                ledger.stop_updates()  # exit between updates, never inside one
+            os._exit(1)
+        return None
+    interrupts.interrupt(key)
     return None

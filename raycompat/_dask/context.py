@@ -27,9 +27,11 @@ class TaskContext:
     #: The ``runtime_env`` env_vars this task runs with (its children inherit them).
     env_vars: Optional[dict] = None
     #: The thread's id while it runs the user's code, the only place ``ray.cancel`` may
-    #: raise KeyboardInterrupt (see ``worker_task.interrupt``); None elsewhere.
+    #: raise KeyboardInterrupt (see ``interrupts.py``); None elsewhere.
     interruptible_thread: Optional[int] = None
-    #: ``ray.cancel`` raised KeyboardInterrupt in the thread (once per task).
+    #: Inside a raycompat call made from the user's code (``interrupts.uninterruptible``).
+    disarmed: bool = False
+    #: ``ray.cancel``'s KeyboardInterrupt was set or raised (at most once per task).
     interrupted: bool = False
 
 

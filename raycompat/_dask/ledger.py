@@ -129,12 +129,21 @@ class Ledger:
             reclaimed = True
         return reclaimed
 
-    def acquire(self, request: dict[str, float], force: bool = False) -> None:
-        """Take ``request``, waiting until it fits (``force`` takes it even over the limit)."""
+    def acquire(self, request: dict[str, float], force: bool = False, give_up=None) -> bool:
+        """Take ``request``, waiting until it fits (``force`` takes it even over the limit);
+        False, without taking it, once ``give_up()`` is true (a task cancelled meanwhile)."""
         delay = 0.0005
         while not self._update(request, -1.0, force):
+            if give_up is not None and give_up():
+                return False
             time.sleep(delay)
             delay = min(delay * 2, 0.02)
+        return True
+
+    def stop_updates(self) -> None:
+        """Before this process exits at once: wait for an update in flight, allow no more
+        (the counters and this process's ``held`` file must agree for the reclaim)."""
+        self._thread_lock.acquire()
 
     def release(self, request: dict[str, float]) -> None:
         self._update(request, +1.0, True)

@@ -35,9 +35,9 @@ import time
 import weakref
 from typing import Optional
 
+from raycompat._dask import interrupts
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
-from raycompat._dask.worker_task import uninterruptible
 
 TOPIC_PREFIX = "raycompat-stream-"
 
@@ -86,7 +86,7 @@ class Publisher:
     def publish(self, item) -> None:
         """From a task or actor thread (a task's ``ray.cancel`` waits till it is stored;
         ``run_streaming`` then sees ``cancelled`` and closes the generator)."""
-        with uninterruptible(raise_if_cancelled=False):
+        with interrupts.uninterruptible(deliver=False):
             self._store_sync(item)
 
     async def _store(self, sealed: Sealed) -> None:
@@ -212,7 +212,11 @@ class ObjectRefGenerator:
         self._end: Optional[int] = None  # the item count, once the call has ended
         self._error_ref = None
         self._error_taken = False
-        self._cond = threading.Condition()
+        # ``with`` on the lock itself, not on the Condition: Condition.__enter__ is Python
+        # code, so a task's cancel interrupt could fire after it took the lock and leave
+        # the lock held (the client's event loop then blocks on it for good).
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._async_waiters: list = []
         self._loop_event: Optional[asyncio.Event] = None
         register(client, self)
@@ -253,7 +257,7 @@ class ObjectRefGenerator:
         from raycompat._dask import refs as _refs
         from raycompat._dask.refs import ObjectRef
 
-        with self._cond:
+        with self._lock:
             if index < self._received or index in self._early or self._end is not None and self._dropped():
                 return False
             fut = Future(item_key, self._client)
@@ -291,7 +295,7 @@ class ObjectRefGenerator:
             except BaseException as e:  # noqa: BLE001 - cancelled futures raise here
                 exc = e
             error = api.translate_error(exc, self._final)
-        with self._cond:
+        with self._lock:
             if count is None:  # a task's events precede its end: all items are here
                 count = self._received
             if error is not None:
@@ -300,7 +304,7 @@ class ObjectRefGenerator:
         self._changed()
 
     def _changed(self) -> None:
-        with self._cond:
+        with self._lock:
             self._cond.notify_all()
             waiters, self._async_waiters = self._async_waiters, []
         for w in waiters:
@@ -315,12 +319,12 @@ class ObjectRefGenerator:
 
     def next_ready(self) -> bool:
         """Whether ``next()`` would return at once."""
-        with self._cond:
+        with self._lock:
             return bool(self._items) or self._ended() or self._dropped()
 
     def is_finished(self) -> bool:
         """Whether every item (and the error, if any) has been taken."""
-        with self._cond:
+        with self._lock:
             return self._ended() and not self._items and (self._error_ref is None or self._error_taken)
 
     def completed(self):
@@ -350,30 +354,34 @@ class ObjectRefGenerator:
     def __iter__(self):
         return self
 
+    @interrupts.api_call
     def __next__(self):
         return self._next_sync()
 
     def _next_sync(self):
         from raycompat._dask import api
 
-        with self._cond:
+        with self._lock:
             ref = self._pop()
             if ref is not None:
                 return ref
-        with api._blocking():  # inside a task: give the CPU back while waiting
-            with self._cond:
+        # Inside a task: give the CPU back while waiting; a cancel interrupts the wait
+        # only (with a timeout, since an interrupt fires only once the wait returns).
+        with api._blocking(interruptible_wait=False):
+            with self._lock:
                 while True:
                     ref = self._pop()
                     if ref is not None:
                         return ref
-                    self._cond.wait()
+                    with interrupts.interruptible():
+                        self._cond.wait(0.5)
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
         while True:
-            with self._cond:
+            with self._lock:
                 try:
                     ref = self._pop()
                 except StopIteration:

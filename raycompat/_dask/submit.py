@@ -32,6 +32,7 @@ import dask
 from raycompat import exceptions as rex
 from raycompat._dask import batching
 from raycompat._dask import context as _context
+from raycompat._dask import interrupts
 from raycompat._dask import refs as _refs
 from raycompat._dask import retries
 from raycompat._dask import runtime_env as _runtime_env
@@ -191,6 +192,7 @@ def _raise_unschedulable(msg):
     raise rex.TaskUnschedulableError(msg)
 
 
+@interrupts.api_call
 def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
     """Submit one call; returns an ObjectRef, a list of them, or None (``num_returns=0``)."""
     client = _session.client()

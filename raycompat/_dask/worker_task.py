@@ -14,13 +14,10 @@ wrapper then does what Ray's worker does around user code:
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import inspect
 import logging
 import os
 import pickle
-import threading
 import traceback
 from typing import Any
 
@@ -28,6 +25,7 @@ import cloudpickle
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
+from raycompat._dask import interrupts
 from raycompat._dask import output
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.ledger import process_ledger
@@ -35,72 +33,6 @@ from raycompat._dask.serialization import Deflated, Sealed, inflate
 
 #: Functions by digest: each worker unpickles a remote function once, not per call.
 _function_cache: dict[bytes, Any] = {}
-#: Contexts of the tasks running in this process, by key (for ``ray.cancel``).
-_running: dict = {}
-
-
-#: Orders ``interrupt`` (on the worker's event loop) against a task thread entering or
-#: leaving the user's code.
-_interrupt_lock = threading.Lock()
-
-
-def _set_async_exc(thread_id: int, exc) -> None:
-    # exc None clears an exception set earlier and not raised yet.
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None if exc is None else ctypes.py_object(exc))
-
-
-def interrupt(key) -> None:
-    """``ray.cancel`` of a running task: Ray raises KeyboardInterrupt in the task.
-
-    We raise it in the task's thread with ``PyThreadState_SetAsyncExc``, which fires at
-    the thread's next bytecode wherever that is. So it is raised only while the thread
-    runs the user's code, and a task leaving the user's code withdraws one not raised
-    yet. Raised anywhere else, it could kill a thread of Dask's pool (the worker then
-    never runs a task again), or land in ``rejoin`` or between a ledger update and its
-    bookkeeping. A task cancelled outside the user's code gets it when it enters it."""
-    with _interrupt_lock:
-        ctx = _running.get(key)
-        if ctx is None:
-            return
-        ctx.cancelled = True
-        if ctx.interruptible_thread is not None and not ctx.interrupted:
-            ctx.interrupted = True
-            _set_async_exc(ctx.interruptible_thread, KeyboardInterrupt)
-
-
-def enter_user_code(ctx, raise_if_cancelled: bool = True) -> None:
-    """From here ``ray.cancel`` may interrupt this thread; cancelled already: raise now."""
-    with _interrupt_lock:
-        ctx.interruptible_thread = threading.get_ident()
-        cancelled = ctx.cancelled
-    if cancelled and raise_if_cancelled:
-        raise KeyboardInterrupt
-
-
-def leave_user_code(ctx) -> None:
-    with _interrupt_lock:
-        ctx.interruptible_thread = None
-        if ctx.interrupted:
-            _set_async_exc(threading.get_ident(), None)
-
-
-@contextlib.contextmanager
-def uninterruptible(raise_if_cancelled: bool = True):
-    """Inside a task's user code: a stretch of our own code ``ray.cancel`` must not
-    interrupt (a blocking ``get`` leaving and rejoining Dask's pool, a streamed item's
-    store). A cancel meanwhile raises at its end, unless the caller checks ``cancelled``
-    itself. A no-op anywhere else (actor calls, the driver)."""
-    ctx = _context.current_task()
-    if ctx is None or ctx.interruptible_thread != threading.get_ident():
-        yield
-        return
-    leave_user_code(ctx)
-    try:
-        yield
-    finally:
-        enter_user_code(ctx, raise_if_cancelled)
-
-
 class ArgSlot:
     """Placeholder for the i-th top-level ObjectRef argument in a pickled argument list."""
 
@@ -286,11 +218,11 @@ def _run_stream(spec: TaskSpec, fn, args, kwargs, ctx, key):
 
     publisher = Publisher(spec.stream_to, key, spec.name)
     try:
-        enter_user_code(ctx)
+        interrupts.enter(ctx)
         try:
             return run_streaming(fn(*args, **kwargs), publisher, lambda: ctx.cancelled)
         finally:
-            leave_user_code(ctx)
+            interrupts.leave(ctx)
     except KeyboardInterrupt:
         if ctx.cancelled:  # ray.cancel interrupted us
             raise rex.TaskCancelledError(key) from None
@@ -320,13 +252,14 @@ def run_task(spec: TaskSpec, *deps):
         ledger=ledger,
     )
     prev = _context.set_current_task(ctx)
-    _running[key] = ctx
+    interrupts.register(key, ctx)
     output.task_started(ctx)
     saved_env = None
     leave_env = None
     try:
         if ledger is not None and spec.request:
-            ledger.acquire(spec.request)
+            if not ledger.acquire(spec.request, give_up=lambda: ctx.cancelled):
+                raise rex.TaskCancelledError(key)  # cancelled while waiting for resources
             ctx.held = dict(spec.request)
         if ledger is not None and (spec.request or {}).get("CPU", 0.0) < 1.0:
             # Less than a whole CPU: leave the one-thread pool so the worker can start
@@ -353,13 +286,13 @@ def run_task(spec: TaskSpec, *deps):
         attempts_left = spec.retries if retry_exceptions else 0
         while True:
             try:
-                enter_user_code(ctx)
+                interrupts.enter(ctx)
                 try:
                     result = fn(*args, **kwargs)
                     if inspect.isgenerator(result):
                         result = _drain(result, spec.num_returns)
                 finally:
-                    leave_user_code(ctx)
+                    interrupts.leave(ctx)
                 break
             except KeyboardInterrupt:
                 if ctx.cancelled:  # ray.cancel interrupted us
@@ -386,7 +319,7 @@ def run_task(spec: TaskSpec, *deps):
         if ctx.held is not None:
             ledger.release(ctx.held)
         output.task_ended(ctx)
-        _running.pop(key, None)
+        interrupts.unregister(key)
         _context.set_current_task(prev)
 
 
