@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from conftest import wait_until
+
 
 @pytest.fixture(scope="module")
 def Counter(ray):
@@ -613,3 +615,25 @@ def test_is_initialized_inside_tasks_and_actors(ray):
 
     assert ray.get(in_task.remote()) is True
     assert ray.get(InActor.remote().check.remote()) is True
+
+
+def test_actor_constructors_may_block_in_get(ray):
+    # Ray 2.60 (run here): 4 actors whose __init__ gets a task's result all start on 2
+    # CPUs (a constructor blocked in get gives its placement CPU back), and then hold none.
+    @ray.remote
+    def plus_one(x):
+        return x + 1
+
+    @ray.remote
+    class Fetches:
+        def __init__(self, x):
+            self.value = ray.get(plus_one.remote(x))
+
+        def get(self):
+            return self.value
+
+    actors = [Fetches.remote(i) for i in range(4)]
+    assert ray.get([a.get.remote() for a in actors], timeout=60) == [1, 2, 3, 4]
+    assert wait_until(lambda: ray.available_resources().get("CPU") == 2.0, timeout=30)
+    for a in actors:
+        ray.kill(a)
