@@ -313,3 +313,27 @@ def test_env_vars_are_set_restored_and_inherited(ray):
     with_env = parent.options(runtime_env={"env_vars": {name: "yes"}})
     assert ray.get(with_env.remote(name)) == ("yes", "yes", "yes")
     assert ray.get([read.remote(name) for _ in range(4)]) == [None] * 4
+
+
+def test_env_vars_of_overlapping_tasks_end_with_them(ray):
+    # Ray (2.60, run here) runs each env in its own worker process, so a later task
+    # never sees an earlier one's env_vars. Here 4 half-CPU tasks run at once on 2
+    # worker processes, so some share one, and they start and end in the same order (A
+    # starts, B starts, A ends, B ends), which saving and restoring per task got wrong:
+    # a value outlived its task. (While tasks with different values overlap in one
+    # process they share os.environ: the newest task's value is what all of them see.)
+    import time
+
+    @ray.remote(num_cpus=0.5)
+    def read_then_sleep(seconds):
+        value = os.environ.get("RAYCOMPAT_TEST_OVERLAP")
+        time.sleep(seconds)
+        return value
+
+    refs = []
+    for v in "abcd":
+        opts = {"runtime_env": {"env_vars": {"RAYCOMPAT_TEST_OVERLAP": v}}}
+        refs.append(read_then_sleep.options(**opts).remote(1.0))
+        time.sleep(0.15)
+    assert ray.get(refs, timeout=60) == list("abcd")
+    assert ray.get([read_then_sleep.remote(0.3) for _ in range(4)], timeout=60) == [None] * 4

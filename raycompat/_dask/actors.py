@@ -49,18 +49,12 @@ from distributed import Future
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
-from raycompat._dask import output
+from raycompat._dask import output, process_env
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import streaming
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
-from raycompat._dask.worker_task import (
-    _drain,
-    _task_error_text,
-    restore_env_vars,
-    set_env_vars,
-    shape_returns,
-)
+from raycompat._dask.worker_task import _drain, _task_error_text, shape_returns
 
 
 
@@ -166,6 +160,7 @@ class Shell:
 
         self.ledger = process_ledger()
         self.held = None
+        self._release_lock = threading.Lock()
         placing = meta.get("placement_request") or {}
         if self.ledger is not None and placing:
             self.ledger.acquire(placing)
@@ -215,7 +210,7 @@ class Shell:
         with self._env_lock:
             if self._env_users == 0:
                 self._env_leave = _runtime_env.enter(runtime_env)
-                self._env_saved = set_env_vars(env_vars or {})
+                self._env_saved = process_env.push(env_vars or {})
             self._env_users += 1
         try:
             yield
@@ -223,7 +218,7 @@ class Shell:
             with self._env_lock:
                 self._env_users -= 1
                 if self._env_users == 0:
-                    restore_env_vars(self._env_saved)
+                    process_env.pop(self._env_saved)
                     if self._env_leave is not None:
                         self._env_leave()
 
@@ -284,10 +279,11 @@ class Shell:
     def _run_sync_now(self, method: str, args_blob, num_returns, key=None):
         if self.dead is not None:
             return ("dead", self.dead)
-        if key in self.cancelled:
-            return ("cancelled", rex.TaskCancelledError(key))
         ctx = self._context(method, key)
-        self.running[key] = ctx
+        self.running[key] = ctx  # before the check: cancel_calls sees one or the other
+        if key in self.cancelled:
+            self.running.pop(key, None)
+            return ("cancelled", rex.TaskCancelledError(key))
         prev = _context.set_current_task(ctx)
         output.task_started(ctx)
         start = time.time()
@@ -463,8 +459,10 @@ class Shell:
         self._release()
 
     def _release(self) -> None:
-        if self.held is not None and self.ledger is not None:
+        # Called from actor threads (exit_actor), the loop (kill, terminate) and __del__.
+        with self._release_lock:
             held, self.held = self.held, None
+        if held is not None and self.ledger is not None:
             self.ledger.release(held)
 
 

@@ -86,6 +86,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
+from raycompat._dask import process_env
 from raycompat._private import runtime_env as _validation
 
 logger = logging.getLogger("raycompat")
@@ -755,27 +756,18 @@ def enter(env: Optional[PreparedEnv]) -> Optional[Callable[[], None]]:
         _inserted.update(fresh)
         for p in paths:
             _in_use[p] = _in_use.get(p, 0) + 1
-        prev_cwd = None
-        if cwd is not None:
-            prev_cwd = os.getcwd()
-            os.chdir(cwd)
         prev_pythonpath = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = os.pathsep.join(paths + ([prev_pythonpath] if prev_pythonpath else []))
+        settings = {"PYTHONPATH": os.pathsep.join(paths + ([prev_pythonpath] if prev_pythonpath else []))}
+        if cwd is not None:
+            settings[process_env.CWD] = cwd
+        token = process_env.push(settings)
     ctx = _context.current_task()
     if ctx is not None and getattr(ctx, "actor", None) is None:
         ctx.runtime_env = env  # what child tasks inherit (actors: the shell's meta)
 
     def leave():
         with _apply_lock:
-            if prev_pythonpath is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = prev_pythonpath
-            if prev_cwd is not None:
-                try:
-                    os.chdir(prev_cwd)
-                except OSError:
-                    pass
+            process_env.pop(token)
             for p in paths:
                 _in_use[p] -= 1
                 if _in_use[p] == 0:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import pickle
 import traceback
 from typing import Any
@@ -26,7 +25,7 @@ import cloudpickle
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import interrupts
-from raycompat._dask import output
+from raycompat._dask import output, process_env
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask.serialization import Deflated, Sealed, inflate
@@ -166,21 +165,6 @@ def _task_error(spec: TaskSpec, exc: BaseException, key: str) -> rex.RayTaskErro
     return err
 
 
-def set_env_vars(env_vars: dict) -> dict:
-    """Set ``runtime_env`` env_vars in this process; returns what ``restore_env_vars`` needs."""
-    saved = {k: os.environ.get(k) for k in env_vars}
-    os.environ.update(env_vars)
-    return saved
-
-
-def restore_env_vars(saved: dict) -> None:
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 def shape_returns(result, num_returns):
     """Ray's return rules for tasks and actor calls: ``num_returns=0`` returns None, a fixed
     ``N > 1`` needs exactly N values (ValueError otherwise)."""
@@ -270,7 +254,7 @@ def run_task(spec: TaskSpec, *deps):
             ctx.seceded = True
         if spec.env_vars:
             ctx.env_vars = spec.env_vars
-            saved_env = set_env_vars(spec.env_vars)
+            saved_env = process_env.push(spec.env_vars)
         # working_dir/py_modules/pip: also before unpickling, which may import from them.
         leave_env = _runtime_env.enter(spec.runtime_env)
         try:
@@ -315,7 +299,7 @@ def run_task(spec: TaskSpec, *deps):
         if leave_env is not None:
             leave_env()
         if saved_env is not None:
-            restore_env_vars(saved_env)
+            process_env.pop(saved_env)
         if ctx.held is not None:
             ledger.release(ctx.held)
         output.task_ended(ctx)
