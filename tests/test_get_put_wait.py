@@ -266,6 +266,37 @@ def test_cancelled_task_can_still_get_in_its_cleanup(ray, tmp_path):
     assert ray.available_resources().get("CPU") == 2.0
 
 
+def test_cancel_wakes_a_task_blocked_in_get(ray, tmp_path):
+    # Ray (2.60, run here): cancelling a task blocked in ray.get raises KeyboardInterrupt
+    # in it at once; its finally runs long before what it waits for would finish.
+    @ray.remote
+    def spin(seconds):
+        end = time.time() + seconds
+        while time.time() < end:
+            pass
+        return seconds
+
+    @ray.remote
+    def waiter(refs, path):
+        try:
+            return ray.get(refs[0])
+        finally:
+            with open(path, "w") as f:
+                f.write("left get")
+
+    marker = tmp_path / "woken"
+    slow = spin.remote(30)
+    w = waiter.remote([slow], str(marker))
+    ray.wait([w], timeout=1.5)  # let it block in get
+    ray.cancel(w)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(w, timeout=30)
+    assert wait_until(marker.exists, timeout=5)
+    ray.cancel(slow)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(slow, timeout=30)
+
+
 def test_cancels_racing_task_ends_leave_the_cluster_whole(ray):
     # Each cancel lands at a random point of a short task: before it starts, while its
     # Python runs, or as it returns. Ray (2.60, run here): each get gives the value or

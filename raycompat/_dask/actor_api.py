@@ -348,6 +348,7 @@ def get_actor(name: str, namespace: Optional[str] = None):
     return _handle_from(*found)
 
 
+@interrupts.api_call
 def list_named_actors(all_namespaces: bool = False):
     _session.current_session()
     client = _session.client()

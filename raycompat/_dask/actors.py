@@ -167,14 +167,17 @@ class Shell:
         try:
             # The constructor runs in the actor's own thread, like every method. It may
             # block in ``ray.get`` (actors often fetch their state there): so this Dask
-            # task leaves the pool while it waits, and the constructor gives back the
+            # task leaves the pool if it waits long, and the constructor gives back the
             # placement CPU while blocked (Ray 2.60, checked: 4 such actors on 2 CPUs
             # start; before, 2 deadlocked).
             fut = (self.executor or concurrent.futures.ThreadPoolExecutor(1)).submit(
                 self._ctx.copy().run, self._construct, cls_blob, args_blob
             )
-            _leave_dask_pool()
-            fut.result()
+            try:
+                fut.result(timeout=0.01)
+            except concurrent.futures.TimeoutError:
+                _leave_dask_pool()
+                fut.result()
         finally:
             if self.ledger is not None and placing:
                 self.ledger.release(placing)
@@ -326,6 +329,10 @@ class Shell:
             ctx = self._context(method, key)
             self.running[key] = ctx
             self.async_tasks[key] = asyncio.current_task()
+            if key in self.cancelled:  # cancelled while it queued for the semaphore
+                self.running.pop(key, None)
+                self.async_tasks.pop(key, None)
+                return ("cancelled", rex.TaskCancelledError(key))
             prev = _context.set_current_task(ctx)
             output.task_started(ctx)
             start = time.time()

@@ -37,16 +37,16 @@ _cancelled: set = set()
 
 
 @contextlib.contextmanager
-def _blocking(interruptible_wait: bool = True):
-    """Inside a task: leave the thread pool and give back the CPU while blocked.
-    ``ray.cancel`` may interrupt the block (unless the caller marks its own wait)."""
+def _blocking():
+    """Inside a task: leave the thread pool and give back the CPU while blocked. Never
+    interrupted (see ``interrupts``): ``ray.cancel`` wakes the wait instead."""
     ctx = _context.current_task()
     if ctx is None:
         yield
         return
     cpu = (ctx.held or {}).get("CPU", 0.0)
     ledger = ctx.ledger if cpu else None
-    with interrupts.uninterruptible():  # ray.cancel may interrupt the wait, nothing else
+    with interrupts.uninterruptible():
         seceded = False
         try:
             if ledger is not None:
@@ -55,8 +55,7 @@ def _blocking(interruptible_wait: bool = True):
             if not ctx.seceded:
                 distributed.secede()
                 seceded = True
-            with interrupts.interruptible() if interruptible_wait else contextlib.nullcontext():
-                yield
+            yield
         finally:
             if seceded:
                 distributed.rejoin()
@@ -65,12 +64,16 @@ def _blocking(interruptible_wait: bool = True):
                 ctx.held = {**ctx.held, "CPU": cpu}
 
 
-async def _await_done(futures: list, count: int, timeout: Optional[float], fail_fast: bool) -> None:
-    """Return once ``count`` of ``futures`` are done, one erred (if ``fail_fast``), or timeout.
+async def _await_done(futures: list, count: int, timeout: Optional[float], fail_fast: bool, task=None) -> None:
+    """Return once ``count`` of ``futures`` are done, one erred (if ``fail_fast``), or timeout
+    (or, for a waiting ``task``, once ``ray.cancel`` wakes it).
 
     One callback per future and one event: O(n) for n futures."""
     enough = asyncio.Event()
     done = 0
+    if task is not None:
+        loop = asyncio.get_running_loop()
+        interrupts.set_waker(task, lambda: loop.call_soon_threadsafe(enough.set))
 
     def on_done(f):
         nonlocal done
@@ -104,6 +107,8 @@ async def _await_done(futures: list, count: int, timeout: Optional[float], fail_
                 for f in asked_again:
                     _refs.desire(f)
     finally:
+        if task is not None:
+            interrupts.set_waker(task, None)
         for t in waiters:
             if not t.done():
                 t.cancel()
@@ -117,7 +122,10 @@ def _wait_futures(client, futures, count, timeout, fail_fast):
     if timeout is not None and timeout <= 0:
         return
     with _blocking():
-        client.sync(_await_done, futures, count, timeout, fail_fast)
+        task = _context.current_task()
+        client.sync(_await_done, futures, count, timeout, fail_fast, task)
+        if task is not None:
+            interrupts.raise_if_cancelled(task)  # woken by ray.cancel
 
 
 # ---------------------------------------------------------------------------- errors

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from raycompat._dask import interrupts
 from raycompat._dask import session as _session
 
 
@@ -38,6 +39,7 @@ def _host_resources(workers, ledger_totals=None) -> dict:
     return dict(res)
 
 
+@interrupts.api_call
 def nodes() -> list[dict]:
     _session.current_session()
     ledger = _session.embedded_ledger()
@@ -70,6 +72,7 @@ def nodes() -> list[dict]:
     return out
 
 
+@interrupts.api_call
 def cluster_resources() -> dict:
     total = defaultdict(float)
     for node in nodes():
@@ -78,6 +81,7 @@ def cluster_resources() -> dict:
     return dict(total)
 
 
+@interrupts.api_call
 def available_resources() -> dict:
     """Totals minus what running tasks hold; resources at zero are left out, as in Ray."""
     _session.current_session()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 
 @dataclass
@@ -29,8 +29,8 @@ class TaskContext:
     #: The thread's id while it runs the user's code, the only place ``ray.cancel`` may
     #: raise KeyboardInterrupt (see ``interrupts.py``); None elsewhere.
     interruptible_thread: Optional[int] = None
-    #: Inside a raycompat call made from the user's code (``interrupts.uninterruptible``).
-    disarmed: bool = False
+    #: While the task waits in ``get``/``wait``: how ``ray.cancel`` wakes it.
+    waker: Optional[Callable[[], None]] = None
     #: ``ray.cancel``'s KeyboardInterrupt was set or raised (at most once per task).
     interrupted: bool = False
 

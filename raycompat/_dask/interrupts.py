@@ -5,14 +5,16 @@ Ray raises KeyboardInterrupt in a cancelled task. We raise it in the task's thre
 is. Raised in our own code or in Dask's, it breaks things that outlive the task: it can
 kill a thread of the worker's pool (the worker then never runs a task again), land in
 ``rejoin`` or between a ledger update and its bookkeeping (a CPU leaks), or between a
-lock's acquire and its ``with`` block (the lock stays held). So:
+lock's acquire and its ``with`` block (a ``Condition``'s lock then stays held: if that
+is the one ``distributed.utils.sync`` waits on, the worker's event loop hangs). So:
 
 - a task thread is *armed* only while it runs the user's code (``enter``/``leave``,
   around the user's function in ``worker_task.run_task``);
-- raycompat's API, called from that code, disarms for its own work (``api_call``), and
-  re-arms only where it waits (``interruptible``, around a blocking ``get``/``wait``);
-- disarming withdraws an exception set but not raised yet; a task cancelled while
-  disarmed gets its KeyboardInterrupt on re-arming; a task gets at most one;
+- raycompat's API, called from that code, disarms for its whole call (``api_call``);
+  a call that waits (``get``, ``wait``) is woken instead (``set_waker``), and raises
+  the KeyboardInterrupt itself when it ends;
+- a task cancelled while disarmed gets its KeyboardInterrupt on re-arming; a task gets
+  at most one (``interrupted``), so a ``get`` in its cleanup works, as on Ray;
 - a cancel that reaches the worker before the task starts is remembered for a minute.
 """
 
@@ -33,7 +35,7 @@ _lock = threading.Lock()
 _running: dict = {}
 #: Keys cancelled before they started here, with when (the cancel's broadcast can
 #: overtake the task's own compute message).
-_cancelled_early: dict = {}
+_cancelled_early: dict = {}  # in the order they came: expired ones are at the front
 _EARLY_TTL = 60.0
 
 
@@ -49,15 +51,22 @@ def interrupt(key) -> None:
         ctx = _running.get(key)
         if ctx is None:
             now = time.monotonic()
-            for k, t in list(_cancelled_early.items()):
-                if now - t > _EARLY_TTL:
-                    del _cancelled_early[k]
+            while _cancelled_early:
+                first = next(iter(_cancelled_early))
+                if now - _cancelled_early[first] <= _EARLY_TTL:
+                    break
+                del _cancelled_early[first]
+            _cancelled_early.pop(key, None)
             _cancelled_early[key] = now
             return
         ctx.cancelled = True
-        if ctx.interruptible_thread is not None and not ctx.interrupted:
+        if ctx.interrupted:
+            return
+        if ctx.interruptible_thread is not None:
             ctx.interrupted = True
             _set_async_exc(ctx.interruptible_thread, KeyboardInterrupt)
+        elif ctx.waker is not None:
+            ctx.waker()
 
 
 def register(key, ctx) -> None:
@@ -85,7 +94,8 @@ def enter(ctx, deliver: bool = True) -> None:
 
 
 def leave(ctx) -> None:
-    """Disarm, withdrawing an interrupt that was set and has not fired yet."""
+    """Disarm. An interrupt set just before usually fires at once, in this call; one
+    that has not fired yet is withdrawn here."""
     with _lock:
         ctx.interruptible_thread = None
         if ctx.interrupted:
@@ -109,31 +119,34 @@ def uninterruptible(deliver: bool = True):
         yield
         return
     leave(ctx)
-    ctx.disarmed = True
     try:
         yield
     finally:
-        ctx.disarmed = False
         enter(ctx, deliver)
 
 
-@contextlib.contextmanager
-def interruptible():
-    """Inside ``uninterruptible``: a wait that ``ray.cancel`` may interrupt (Ray raises
-    in a task blocked in ``get``). Exits disarmed, whatever happened."""
-    ctx = _context.current_task()
-    if ctx is None or not getattr(ctx, "disarmed", False):
-        yield
-        return
-    enter(ctx)
-    try:
-        yield
-    finally:
-        leave(ctx)
+def set_waker(ctx, wake) -> None:
+    """While a disarmed task waits: ``ray.cancel`` calls ``wake()`` (on the worker's
+    event loop; it must not block) rather than raising in the thread. None: done."""
+    with _lock:
+        ctx.waker = wake
+        if wake is not None and ctx.cancelled and not ctx.interrupted and _running.get(ctx.key) is ctx:
+            wake()
+
+
+def raise_if_cancelled(ctx) -> None:
+    """For a disarmed wait that noticed the cancel: raise the task's KeyboardInterrupt
+    (tasks only: Ray does not interrupt a running actor call)."""
+    with _lock:
+        if not ctx.cancelled or ctx.interrupted or _running.get(ctx.key) is not ctx:
+            return
+        ctx.interrupted = True
+    raise KeyboardInterrupt
 
 
 def api_call(fn):
-    """A public raycompat call: never interrupted but where it waits (see above)."""
+    """A public raycompat call made from a task's code: never interrupted (a wait in it
+    is woken by ``ray.cancel``); the task's KeyboardInterrupt is raised as it returns."""
 
     @functools.wraps(fn)
     def call(*args, **kwargs):

@@ -8,8 +8,10 @@ and restoring per call assumes calls end in the reverse order they started; when
 do not, one call's values outlive it and every later task of that worker sees them.
 
 So each call pushes a layer, and ending a call (in any order) sets each of its keys to
-the newest layer still active that sets it, or, when none does, to its value from
-before the first layer that set it.
+what the layers still active give, or, when none sets it, to its value from before the
+first layer that did. A layer's value is a string, or a list of paths to put in front
+of the key's value (PYTHONPATH): the paths of all active layers, newest first, each
+once, so overlapping calls never pile copies up.
 """
 
 from __future__ import annotations
@@ -30,6 +32,24 @@ def _current(key: str) -> Optional[str]:
     return os.getcwd() if key == CWD else os.environ.get(key)
 
 
+def _value(key: str) -> Optional[str]:
+    """What the active layers (and the value from before them) give ``key``."""
+    prefix: list = []
+    value = _baseline.get(key)
+    for _, layer in reversed(_layers):
+        if key not in layer:
+            continue
+        v = layer[key]
+        if isinstance(v, list):
+            prefix.extend(p for p in v if p not in prefix)
+        else:
+            value = v
+            break
+    if prefix:
+        value = os.pathsep.join(prefix + ([value] if value else []))
+    return value
+
+
 def _apply(key: str, value: Optional[str]) -> None:
     if key == CWD:
         try:
@@ -46,11 +66,11 @@ def push(values: dict) -> object:
     """Set ``values`` (env var names, or ``CWD``) until ``pop`` of the returned token."""
     token = object()
     with _lock:
-        for key, value in values.items():
-            if key not in _baseline:
-                _baseline[key] = _current(key)
-            _apply(key, value)
+        new = {k: _current(k) for k in values if k not in _baseline}  # all read, then set
+        _baseline.update(new)
         _layers.append((token, dict(values)))
+        for key in values:
+            _apply(key, _value(key))
     return token
 
 
@@ -63,9 +83,6 @@ def pop(token) -> None:
         else:
             return
         for key in values:
-            for _, other in reversed(_layers):
-                if key in other:
-                    _apply(key, other[key])
-                    break
-            else:
-                _apply(key, _baseline.pop(key))
+            _apply(key, _value(key))
+            if not any(key in layer for _, layer in _layers):
+                del _baseline[key]

@@ -28,6 +28,8 @@ from typing import Optional
 
 from distributed import Future
 
+from raycompat._dask import interrupts
+
 
 #: While set, ObjectRefs being pickled are task arguments: collect them instead of pinning.
 _arg_refs: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("arg_refs", default=None)
@@ -75,6 +77,7 @@ class ObjectRef:
         fut = self._future
         return fut if type(fut) is Future else fut.published()
 
+    @interrupts.api_call  # user code may pickle refs itself: pinning sends messages
     def __reduce__(self):
         fut = self._dask_future()
         collected = _arg_refs.get()

@@ -756,8 +756,7 @@ def enter(env: Optional[PreparedEnv]) -> Optional[Callable[[], None]]:
         _inserted.update(fresh)
         for p in paths:
             _in_use[p] = _in_use.get(p, 0) + 1
-        prev_pythonpath = os.environ.get("PYTHONPATH")
-        settings = {"PYTHONPATH": os.pathsep.join(paths + ([prev_pythonpath] if prev_pythonpath else []))}
+        settings = {"PYTHONPATH": list(paths)}  # in front of what PYTHONPATH was
         if cwd is not None:
             settings[process_env.CWD] = cwd
         token = process_env.push(settings)

@@ -36,6 +36,7 @@ import weakref
 from typing import Optional
 
 from raycompat._dask import interrupts
+from raycompat._dask.context import current_task as _current_task
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
 
@@ -106,11 +107,15 @@ def run_streaming(gen, publisher: Publisher, is_cancelled) -> StreamEnd:
     """Drive a sync generator to its end, publishing each item (task and actor threads)."""
     from raycompat import exceptions as rex
 
-    for item in gen:
-        publisher.publish(item)
-        if is_cancelled():
-            gen.close()
-            raise rex.TaskCancelledError(publisher.stream_key)
+    try:
+        for item in gen:
+            publisher.publish(item)
+            if is_cancelled():
+                gen.close()
+                raise rex.TaskCancelledError(publisher.stream_key)
+    except KeyboardInterrupt:  # ray.cancel: the generator's cleanup runs now, not at GC
+        gen.close()
+        raise
     return StreamEnd(publisher.count)
 
 
@@ -365,16 +370,18 @@ class ObjectRefGenerator:
             ref = self._pop()
             if ref is not None:
                 return ref
-        # Inside a task: give the CPU back while waiting; a cancel interrupts the wait
-        # only (with a timeout, since an interrupt fires only once the wait returns).
-        with api._blocking(interruptible_wait=False):
+        # Inside a task: give the CPU back while waiting, and look for a cancel now and
+        # then (``interrupts``: a wait is never interrupted).
+        task = _current_task()
+        with api._blocking():
             with self._lock:
                 while True:
                     ref = self._pop()
                     if ref is not None:
                         return ref
-                    with interrupts.interruptible():
-                        self._cond.wait(0.5)
+                    if task is not None:
+                        interrupts.raise_if_cancelled(task)
+                    self._cond.wait(0.2 if task is not None else None)
 
     def __aiter__(self):
         return self

@@ -241,6 +241,8 @@ def run_task(spec: TaskSpec, *deps):
     saved_env = None
     leave_env = None
     try:
+        if ctx.cancelled:  # ray.cancel reached this worker before the task
+            raise rex.TaskCancelledError(key)
         if ledger is not None and spec.request:
             if not ledger.acquire(spec.request, give_up=lambda: ctx.cancelled):
                 raise rex.TaskCancelledError(key)  # cancelled while waiting for resources

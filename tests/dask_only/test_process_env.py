@@ -34,3 +34,23 @@ def test_the_newest_active_layer_wins_and_the_old_value_comes_back():
         assert os.environ[KEY] == "before"
     finally:
         os.environ.pop(KEY, None)
+
+
+def test_overlapping_path_layers_never_pile_up():
+    # Tasks with the same working_dir that keep overlapping (fractional CPUs, a task
+    # blocked in get) each put their paths in front of PYTHONPATH: each path once.
+    os.environ[KEY] = "/base"
+    try:
+        tokens = [process_env.push({KEY: ["/wd"]})]
+        for _ in range(100):
+            tokens.append(process_env.push({KEY: ["/wd"]}))
+            process_env.pop(tokens.pop(0))
+        assert os.environ[KEY] == os.pathsep.join(["/wd", "/base"])
+        other = process_env.push({KEY: ["/other"]})
+        assert os.environ[KEY] == os.pathsep.join(["/other", "/wd", "/base"])
+        process_env.pop(tokens.pop())
+        assert os.environ[KEY] == os.pathsep.join(["/other", "/base"])
+        process_env.pop(other)
+        assert os.environ[KEY] == "/base"
+    finally:
+        os.environ.pop(KEY, None)
