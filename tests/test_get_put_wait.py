@@ -196,6 +196,14 @@ def test_cancel_rejects_non_refs(ray):
         ray.cancel(1)
 
 
+def _cancel_once_running(ray, ref):
+    """Let ``ref``'s task start, cancel it, and check that its get raises."""
+    ray.wait([ref], timeout=1.5)
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=60)
+
+
 def test_cancel_interrupts_running_python_code(ray, tmp_path):
     @ray.remote
     def spin(path):
@@ -208,11 +216,7 @@ def test_cancel_interrupts_running_python_code(ray, tmp_path):
         return "finished"
 
     marker = tmp_path / "spin"
-    r = spin.remote(str(marker))
-    ray.wait([r], timeout=1.5)
-    ray.cancel(r)
-    with pytest.raises(ray.exceptions.TaskCancelledError):
-        ray.get(r, timeout=60)
+    _cancel_once_running(ray, spin.remote(str(marker)))
 
     @ray.remote
     def after():
@@ -254,11 +258,7 @@ def test_cancelled_task_can_still_get_in_its_cleanup(ray, tmp_path):
                 f.write(ray.get(helper.remote()))
 
     marker = tmp_path / "cleanup"
-    r = spin.remote(str(marker))
-    ray.wait([r], timeout=1.5)
-    ray.cancel(r)
-    with pytest.raises(ray.exceptions.TaskCancelledError):
-        ray.get(r, timeout=60)
+    _cancel_once_running(ray, spin.remote(str(marker)))
     assert wait_until(marker.exists, timeout=30)
     assert wait_until(lambda: marker.read_text() == "cleaned up", timeout=5)
     assert wait_until(lambda: ray.available_resources().get("CPU") == 2.0, timeout=30)
@@ -286,11 +286,7 @@ def test_cancel_wakes_a_task_blocked_in_get(ray, tmp_path):
 
     marker = tmp_path / "woken"
     slow = spin.remote(30)
-    w = waiter.remote([slow], str(marker))
-    ray.wait([w], timeout=1.5)  # let it block in get
-    ray.cancel(w)
-    with pytest.raises(ray.exceptions.TaskCancelledError):
-        ray.get(w, timeout=30)
+    _cancel_once_running(ray, waiter.remote([slow], str(marker)))  # blocked in get
     assert wait_until(marker.exists, timeout=5)
     ray.cancel(slow)
     with pytest.raises(ray.exceptions.TaskCancelledError):
