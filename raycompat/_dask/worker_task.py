@@ -24,14 +24,15 @@ import cloudpickle
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
-from raycompat._dask import interrupts
-from raycompat._dask import output, process_env
+from raycompat._dask import interrupts, output, process_env
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask.serialization import Deflated, Sealed, inflate
 
 #: Functions by digest: each worker unpickles a remote function once, not per call.
 _function_cache: dict[bytes, Any] = {}
+
+
 class ArgSlot:
     """Placeholder for the i-th top-level ObjectRef argument in a pickled argument list."""
 
