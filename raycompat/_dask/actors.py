@@ -57,7 +57,6 @@ from raycompat._dask.serialization import Sealed
 from raycompat._dask.worker_task import _drain, _task_error_text, shape_returns
 
 
-
 def _leave_dask_pool() -> None:
     """Secede this Dask task's thread from the worker's pool (no-op outside a task)."""
     from distributed.worker import thread_state
