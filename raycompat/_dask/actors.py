@@ -45,7 +45,7 @@ import uuid
 from typing import Optional
 
 import cloudpickle
-from distributed import Future
+from distributed import Future, secede
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
@@ -55,16 +55,6 @@ from raycompat._dask import streaming
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
 from raycompat._dask.worker_task import _drain, _task_error_text, shape_returns
-
-
-def _leave_dask_pool() -> None:
-    """Secede this Dask task's thread from the worker's pool (no-op outside a task)."""
-    from distributed.worker import thread_state
-
-    if getattr(thread_state, "key", None) is not None:
-        import distributed
-
-        distributed.secede()
 
 
 def actor_died(actor_id: str, class_name: str, reason: str) -> rex.ActorDiedError:
@@ -175,7 +165,7 @@ class Shell:
             try:
                 fut.result(timeout=0.01)
             except concurrent.futures.TimeoutError:
-                _leave_dask_pool()
+                secede()  # this runs as Dask's actor-creation task: leave its pool
                 fut.result()
         finally:
             if self.ledger is not None and placing:

@@ -72,7 +72,6 @@ def nodes() -> list[dict]:
     return out
 
 
-@interrupts.api_call
 def cluster_resources() -> dict:
     total = defaultdict(float)
     for node in nodes():

@@ -82,13 +82,20 @@ def unregister(key) -> None:
         _running.pop(key, None)
 
 
-def enter(ctx, deliver: bool = True) -> None:
+def _due(ctx) -> bool:
+    """(Under ``_lock``.) Whether a cancelled task's one KeyboardInterrupt is still due;
+    if so, it counts as raised from now."""
+    if ctx.cancelled and not ctx.interrupted:
+        ctx.interrupted = True
+        return True
+    return False
+
+
+def enter(ctx) -> None:
     """Arm: from here ``ray.cancel`` may interrupt this thread. A task cancelled while
-    disarmed gets its KeyboardInterrupt now (unless ``deliver`` is False: the caller
-    checks ``ctx.cancelled`` itself)."""
+    disarmed gets its KeyboardInterrupt now."""
     with _lock:
-        if deliver and ctx.cancelled and not ctx.interrupted:
-            ctx.interrupted = True
+        if _due(ctx):
             raise KeyboardInterrupt
         ctx.interruptible_thread = threading.get_ident()
 
@@ -110,10 +117,10 @@ def _armed_task():
 
 
 @contextlib.contextmanager
-def uninterruptible(deliver: bool = True):
+def uninterruptible():
     """A stretch of raycompat's code inside the user's code of a task: no interrupt in
-    it; one due is raised at its end (unless ``deliver`` is False). A no-op anywhere
-    else: the driver, actor calls, or already inside such a stretch."""
+    it; one due is raised at its end. A no-op anywhere else: the driver, actor calls,
+    or already inside such a stretch."""
     ctx = _armed_task()
     if ctx is None:
         yield
@@ -122,7 +129,7 @@ def uninterruptible(deliver: bool = True):
     try:
         yield
     finally:
-        enter(ctx, deliver)
+        enter(ctx)
 
 
 def set_waker(ctx, wake) -> None:
@@ -138,10 +145,9 @@ def raise_if_cancelled(ctx) -> None:
     """For a disarmed wait that noticed the cancel: raise the task's KeyboardInterrupt
     (tasks only: Ray does not interrupt a running actor call)."""
     with _lock:
-        if not ctx.cancelled or ctx.interrupted or _running.get(ctx.key) is not ctx:
-            return
-        ctx.interrupted = True
-    raise KeyboardInterrupt
+        due = _running.get(ctx.key) is ctx and _due(ctx)
+    if due:
+        raise KeyboardInterrupt
 
 
 def api_call(fn):

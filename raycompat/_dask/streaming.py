@@ -85,9 +85,8 @@ class Publisher:
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._store(sealed), self.worker.loop.asyncio_loop))
 
     def publish(self, item) -> None:
-        """From a task or actor thread (a task's ``ray.cancel`` waits till it is stored;
-        ``run_streaming`` then sees ``cancelled`` and closes the generator)."""
-        with interrupts.uninterruptible(deliver=False):
+        """From a task or actor thread (a task's ``ray.cancel`` waits till it is stored)."""
+        with interrupts.uninterruptible():
             self._store_sync(item)
 
     async def _store(self, sealed: Sealed) -> None:
