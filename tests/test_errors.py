@@ -1,5 +1,7 @@
 """Exceptions: Ray's hierarchy, the dual RayTaskError(UserError) class, propagation."""
 
+import threading
+
 import pytest
 
 
@@ -132,3 +134,25 @@ def test_exception_hierarchy(ray):
     for name in ["TaskCancelledError", "WorkerCrashedError", "OutOfMemoryError", "ObjectLostError",
                  "UnserializableException", "RaySystemError", "RuntimeEnvSetupError"]:
         assert issubclass(getattr(ex, name), ex.RayError)
+
+
+class _HoldsLock(Exception):
+    def __init__(self, text):
+        super().__init__(text)
+        self.lock = threading.Lock()
+
+
+def test_exception_holding_an_unpicklable_object(ray):
+    """Ray 2.60: ``RayTaskError`` carrying the exception's text and the remote traceback."""
+
+    @ray.remote
+    def fail():
+        raise _HoldsLock("the lock holder failed")
+
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(fail.remote(), timeout=60)
+    text = str(info.value)
+    assert "the lock holder failed" in text
+    assert ", in fail" in text  # the remote traceback (Ray drops its "Traceback" line)
+    assert not isinstance(info.value, ray.exceptions.RaySystemError)
+    assert isinstance(info.value.cause, ray.exceptions.RayError)  # Ray's stand-in cause

@@ -220,6 +220,17 @@ def _run_stream(spec: TaskSpec, fn, args, kwargs, ctx, key):
 
 def run_task(spec: TaskSpec, *deps):
     """Run one Ray task on this Dask worker; returns the sealed result."""
+    try:
+        return _run_task(spec, deps)
+    except rex.RayError as err:
+        # Dask pickles a task's error with its chain (tblib): the user's exception, raised
+        # while we built ``err``, is its ``__context__`` and may not pickle (a lock
+        # attribute). Ray sends the RayTaskError alone; so do we.
+        err.__context__ = None
+        raise
+
+
+def _run_task(spec: TaskSpec, deps):
     from distributed import get_worker
 
     _install_log_filter()
