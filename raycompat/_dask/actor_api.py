@@ -19,8 +19,10 @@ import distributed
 from distributed import Future
 
 from raycompat import exceptions as rex
+from raycompat._dask import batching
 from raycompat._dask import context as _context
 from raycompat._dask import interrupts
+from raycompat._dask import references
 from raycompat._dask import refs as _refs
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import session as _session
@@ -46,14 +48,11 @@ def _args_blob(args, kwargs, what: str):
     if not args and not kwargs:
         return None, []
     top = any(type(a) is ObjectRef for a in args) or any(type(v) is ObjectRef for v in kwargs.values())
-    collected: list = []
-    token = _refs._arg_refs.set(collected)
     try:
-        blob = cloudpickle.dumps((args, kwargs, top), protocol=5)
+        with references.collecting() as collected:
+            blob = cloudpickle.dumps((args, kwargs, top), protocol=5)
     except Exception as e:  # noqa: BLE001 - Ray's message
         raise TypeError(f"Could not serialize the argument for a task or actor {what}: {e}") from e
-    finally:
-        _refs._arg_refs.reset(token)
     return blob, collected
 
 
@@ -147,6 +146,8 @@ def create(actor_class, args, kwargs, options: dict):
         if "unschedulable" in strategy:
             raise rex.ActorUnschedulableError(strategy["unschedulable"])
         placement.update(strategy)
+    if held:
+        batching.flush(client)  # the constructor may read keys this process just submitted
     creation = client.submit(
         Shell, actor_class._cls_blob, args_blob, meta,
         actor=True, key=new_key(actor_class._class_name), pure=False, **placement,
@@ -234,7 +235,8 @@ def call(handle, method: str, args, kwargs, num_returns):
         backing._finish("error", exception=actor_died(handle._actor_id, handle._class_name, KILLED))
     else:
         if held:
-            backing._held = held
+            backing.arg_refs = held
+            batching.flush(caller.client)  # the actor may read keys this process just submitted
         caller.call(method, args_blob, wire_returns, [backing])
     if generator is not None:
         generator._attach(ObjectRef(backing, None, name))
@@ -251,11 +253,7 @@ def call(handle, method: str, args, kwargs, num_returns):
 
 def reduce_handle(handle):
     creation = current_creation(handle)
-    collected = _refs._arg_refs.get()
-    if collected is not None:
-        collected.append(creation)
-    else:
-        _refs._pin(creation)
+    references.pickled(creation)
     return (
         _rebuild_handle,
         (handle._actor_id, creation.key, handle._class_name, handle._methods, handle._is_async,
@@ -272,12 +270,7 @@ def current_creation(handle):
 def _rebuild_handle(actor_id, creation_key, class_name, methods, is_async, name, namespace, concurrent=False):
     from raycompat.actor import ActorHandle
 
-    client = _session.client_for_rebind()
-    fresh = creation_key not in client.futures
-    fut = Future(creation_key, client)
-    if fresh:
-        _refs.desire(fut)
-        _refs.rebound.add(fut)
+    fut = _refs.rebind(_session.client_for_rebind(), creation_key)
     return ActorHandle(actor_id, fut, class_name, methods, is_async, name, namespace, concurrent)
 
 

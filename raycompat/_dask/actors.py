@@ -49,7 +49,7 @@ from distributed import Future, secede
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
-from raycompat._dask import output, process_env
+from raycompat._dask import output, process_env, references
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import streaming
 from raycompat._dask.keys import new_key
@@ -262,13 +262,13 @@ class Shell:
         return ctx
 
     # -- one call -------------------------------------------------------------
-    def _run_sync(self, method: str, args_blob, num_returns, key=None):
+    def _run_sync(self, method: str, args_blob, num_returns, key=None, owner=None):
         if not self.meta.get("env_vars") and self.meta.get("runtime_env") is None:
-            return self._run_sync_now(method, args_blob, num_returns, key)
+            return self._run_sync_now(method, args_blob, num_returns, key, owner)
         with self._env():
-            return self._run_sync_now(method, args_blob, num_returns, key)
+            return self._run_sync_now(method, args_blob, num_returns, key, owner)
 
-    def _run_sync_now(self, method: str, args_blob, num_returns, key=None):
+    def _run_sync_now(self, method: str, args_blob, num_returns, key=None, owner=None):
         if self.dead is not None:
             return ("dead", self.dead)
         ctx = self._context(method, key)
@@ -286,7 +286,7 @@ class Shell:
                 return self._stream(method, result, num_returns[1], ctx)
             if self.dead is not None:  # ray.kill while it ran: Ray's worker would be gone
                 return ("dead", self.dead)
-            return _pack_result(self, method, result, num_returns)
+            return _pack_result(self, method, result, num_returns, owner)
         except ActorExit:
             self.dead = actor_died(self.actor_id, self.class_name, EXITED)
             self._release()
@@ -299,13 +299,13 @@ class Shell:
             self.records.append((ctx.name, start, time.time(), threading.get_ident()))
             _context.set_current_task(prev)
 
-    async def _run_async(self, method: str, args_blob, num_returns, key=None):
+    async def _run_async(self, method: str, args_blob, num_returns, key=None, owner=None):
         if not self.meta.get("env_vars") and self.meta.get("runtime_env") is None:
-            return await self._run_async_now(method, args_blob, num_returns, key)
+            return await self._run_async_now(method, args_blob, num_returns, key, owner)
         with self._env():
-            return await self._run_async_now(method, args_blob, num_returns, key)
+            return await self._run_async_now(method, args_blob, num_returns, key, owner)
 
-    async def _run_async_now(self, method: str, args_blob, num_returns, key=None):
+    async def _run_async_now(self, method: str, args_blob, num_returns, key=None, owner=None):
         if self.dead is not None:
             return ("dead", self.dead)
         if key in self.cancelled:
@@ -334,7 +334,7 @@ class Shell:
                     result = await result
                 if self.dead is not None:  # ray.kill while it ran
                     return ("dead", self.dead)
-                return _pack_result(self, method, result, num_returns)
+                return _pack_result(self, method, result, num_returns, owner)
             except asyncio.CancelledError:  # ray.cancel of a running async call
                 return ("cancelled", rex.TaskCancelledError(key))
             except ActorExit:
@@ -372,6 +372,7 @@ class Shell:
     async def call_batch(self, blob: bytes) -> bytes:
         """Run one caller's batch ``(caller, first_seq, [(method, args, n)])`` in order."""
         caller, first_seq, calls = pickle.loads(blob)
+        owner = caller.rsplit("/", 1)[0]  # the calling process's Dask client
         if self.seq_cond is None:
             self.seq_cond = asyncio.Condition()
         async with self.seq_cond:
@@ -387,7 +388,7 @@ class Shell:
                     futures.append(
                         asyncio.wrap_future(
                             asyncio.run_coroutine_threadsafe(
-                                self._run_async(method, args_blob, num_returns, key), self.loop
+                                self._run_async(method, args_blob, num_returns, key, owner), self.loop
                             )
                         )
                     )
@@ -395,7 +396,7 @@ class Shell:
                     futures.append(
                         asyncio.wrap_future(
                             self.executors.get(self.method_groups.get(method), self.executor).submit(
-                                self._ctx.copy().run, self._run_sync, method, args_blob, num_returns, key
+                                self._ctx.copy().run, self._run_sync, method, args_blob, num_returns, key, owner
                             )
                         )
                     )
@@ -469,7 +470,8 @@ def _resolve_args(args_blob):
     from raycompat._dask import api
     from raycompat._dask.refs import ObjectRef
 
-    args, kwargs, top = pickle.loads(args_blob)
+    with references.rebinding():
+        args, kwargs, top = pickle.loads(args_blob)
     if top:
         refs = [a for a in args if type(a) is ObjectRef] + [v for v in kwargs.values() if type(v) is ObjectRef]
         values = dict(zip((id(r) for r in refs), api.get(refs)))
@@ -487,7 +489,7 @@ def _invoke(shell: Shell, method: str, args, kwargs):
     return getattr(shell.instance, method)(*args, **kwargs)
 
 
-def _pack_result(shell: Shell, method: str, result, num_returns):
+def _pack_result(shell: Shell, method: str, result, num_returns, owner=None):
     if inspect.isgenerator(result):  # a generator method with a fixed num_returns
         result = _drain(result, num_returns)
     try:
@@ -496,9 +498,27 @@ def _pack_result(shell: Shell, method: str, result, num_returns):
         return ("error", _method_error(shell, method, err))
     try:
         # No copy: the reply pickles it at once (Sealed.__reduce__ copies the buffers).
-        return ("ok", Sealed.seal(result))
+        with references.collecting() as inner:
+            sealed = Sealed.seal(result)
     except Exception as exc:  # noqa: BLE001 - unpicklable result
         return ("error", _method_error(shell, method, exc))
+    if inner and owner is not None and shell.worker is not None:
+        return ("ok-held", (sealed, _hold(shell, sealed, inner, owner)))
+    return ("ok", sealed)
+
+
+def _hold(shell: Shell, sealed: Sealed, inner: list, owner: str) -> str:
+    """A result with refs inside: the reply carries it, but the refs must outlive this
+    call for as long as the caller holds the result. So it is also stored on this worker
+    under a key of its own, wanted by the caller's client, with the refs as its contents
+    (``references.contain``); the caller's ref holds that key."""
+    from distributed import get_client
+    from distributed.utils import sync
+
+    key = new_key(f"{shell.class_name}-result")
+    sync(shell.worker.loop, streaming.store_value, shell.worker, key, sealed, owner)
+    references.contain(get_client(), key, inner)
+    return key
 
 
 def _method_error(shell: Shell, method: str, exc: BaseException) -> rex.RayTaskError:
@@ -520,7 +540,7 @@ class ActorResult:
 
     It offers the part of ``distributed.Future``'s interface that ``api.py`` uses, so
     ``get``/``wait`` treat actor refs and task refs alike. ``published()`` turns it into
-    a real Dask key when a task needs it.
+    a real Dask key when a task needs it, at once, also while the call still runs.
     """
 
     def __init__(self, key: str, client, name: str):
@@ -535,15 +555,30 @@ class ActorResult:
         self._callbacks: list = []
         self._dask_future = None
         self._publish_lock = threading.Lock()
+        #: The refs in the call's arguments, held until it is answered (Ray's rule).
+        self.arg_refs: Optional[list] = None
+        #: A result with refs inside is also a Dask key on the actor's worker: its future.
+        self._held_value = None
+        #: A placeholder task waits for this call's result: fill it when it comes.
+        self._fill_pending = False
 
     @property
     def _state(self):
         return self
 
     # called on the client's event loop
-    def _finish(self, status: str, value=None, exception=None) -> None:
-        self._value, self._exception, self.status = value, exception, status
-        self._event.set()
+    def _finish(self, status: str, value=None, exception=None, held_key=None) -> None:
+        if held_key is not None:
+            held = Future(held_key, self.client)
+            held._state.finish()  # stored and wanted for this client before the reply left
+            self._held_value = held
+        with self._publish_lock:
+            self._value, self._exception, self.status = value, exception, status
+            self._event.set()
+            fill = self._fill_pending
+        self.arg_refs = None
+        if fill:
+            asyncio.ensure_future(self._fill())
         if self._aio_event is not None:
             self._aio_event.set()
         for cb in self._callbacks:
@@ -610,15 +645,48 @@ class ActorResult:
         caller.client.loop.add_callback(send)
 
     def published(self):
-        """A Dask future holding this result under this ref's key (waits for the call)."""
+        """A Dask future for this result, for a task that takes it as an argument or a
+        value that holds the ref. While the call runs, a placeholder task under this
+        ref's key waits on the scheduler until ``_fill`` hands it the result."""
+        from raycompat._dask import batching
+
+        with self._publish_lock:
+            fut = self._dask_future
+            if fut is None and not self._event.is_set():
+                fut = self._dask_future = batching.submit(self.client, await_filled, key=self.key)
+                self._fill_pending = True
+        if fut is not None:
+            return fut
+        if self._held_value is not None:
+            fut = self._held_value
+        elif self._exception is not None:
+            fut = self.client.submit(_reraise, self._exception, key=self.key, pure=False)
+        else:
+            fut = self.client.scatter({self.key: self._value}, hash=False)[self.key]
         with self._publish_lock:
             if self._dask_future is None:
-                self._event.wait()
-                if self._exception is not None:
-                    self._dask_future = self.client.submit(_reraise, self._exception, key=self.key, pure=False)
-                else:
-                    self._dask_future = self.client.scatter({self.key: self._value}, hash=False)[self.key]
+                self._dask_future = fut
             return self._dask_future
+
+    async def _fill(self) -> None:
+        """On the client's loop: give the placeholder task this call's result."""
+        client = self.client
+        msg = {"op": "raycompat-fill", "key": self.key}
+        keep = self._held_value
+        try:
+            if self._exception is not None:
+                msg["error"] = cloudpickle.dumps(self._exception)
+            elif keep is not None:
+                msg["value"] = keep.key
+            else:
+                value_key = new_key(f"{self.name}-value")
+                keep = (await client._scatter({value_key: self._value}, hash=False))[value_key]
+                msg["value"] = value_key
+        except Exception as e:  # noqa: BLE001 - the placeholder fails instead of waiting forever
+            msg.pop("value", None)
+            msg["error"] = cloudpickle.dumps(rex.RaySystemError(f"could not publish the actor result: {e}"))
+        client._send_to_scheduler(msg)
+        del keep  # released after the fill, on the same stream: the placeholder holds it first
 
 
 _executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
@@ -633,6 +701,32 @@ def _callback_executor() -> concurrent.futures.ThreadPoolExecutor:
 
 def _reraise(exc):
     raise exc
+
+
+def await_filled():
+    """The placeholder task of an actor call's result that a task needs before the call
+    has ended: it leaves the worker's pool and waits on the scheduler for the result,
+    which the caller hands over when the reply comes (``ActorResult._fill``)."""
+    from distributed import get_client, get_worker, secede
+
+    from raycompat._dask import refs as _refs
+
+    worker = get_worker()
+    key = worker.get_current_task()
+    secede()
+    client = get_client()
+    while True:
+        verdict = client.sync(client.scheduler.raycompat_take, key=key, timeout=5.0)
+        if verdict[0] == "value":
+            return _refs.rebind(client, verdict[1]).result()
+        if verdict[0] == "error":
+            err = pickle.loads(verdict[1])
+            if isinstance(err, rex.RayTaskError):
+                err._dask_key = key  # dependents fail with Ray's "input argument" wrapping
+            raise err
+        ts = worker.state.tasks.get(key)
+        if verdict[0] == "gone" or ts is None or ts.state not in ("executing", "long-running"):
+            return None  # nobody needs this result any more
 
 
 #: The most calls one RPC carries to a sequential actor (bounds how long the first call's
@@ -725,17 +819,7 @@ class Caller:
     async def _address(self) -> str:
         if self.address is None:
             creation = self.creation
-            step = 0.05
-            while True:  # a rebound creation key may need asking for again (see refs.rebound)
-                try:
-                    await asyncio.wait_for(creation._state.wait(), step)
-                    break
-                except asyncio.TimeoutError:
-                    from raycompat._dask import refs as _refs
-
-                    if creation in _refs.rebound:
-                        _refs.desire(creation)
-                    step = min(step * 2, 1.0)
+            await creation._state.wait()
             if creation.status != "finished":
                 # The shell's constructor never raises (a failing __init__ is reported by
                 # the calls), so an erred creation means its worker died.
@@ -790,6 +874,8 @@ class Caller:
             for ref in refs:
                 if status == "ok":
                     ref._finish("finished", value)
+                elif status == "ok-held":
+                    ref._finish("finished", value[0], held_key=value[1])
                 else:
                     ref._finish("error", exception=value)
 
@@ -851,8 +937,7 @@ class Caller:
         from raycompat._dask import refs as _refs
 
         if rebound:
-            _refs.desire(creation)
-            _refs.rebound.add(creation)
+            _refs.ask(creation)
         with self.lock:
             self.creation = creation
             self.incarnation += 1

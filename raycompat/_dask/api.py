@@ -22,7 +22,7 @@ from distributed.client import FutureCancelledError
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import interrupts
-from raycompat._dask import refs as _refs
+from raycompat._dask import references
 from raycompat._dask import session as _session
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask.refs import ObjectRef
@@ -89,23 +89,11 @@ async def _await_done(futures: list, count: int, timeout: Optional[float], fail_
             t = asyncio.ensure_future(f._state.wait())
             t.add_done_callback(lambda _t, f=f: on_done(f))
             waiters.append(t)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    recheck = 0.05
     try:
-        while not enough.is_set():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return
-            asked_again = [f for f in futures if not f.done() and f in _refs.rebound]
-            step = remaining
-            if asked_again:
-                step = recheck if remaining is None else min(recheck, remaining)
-                recheck = min(recheck * 2, 1.0)
-            try:
-                await asyncio.wait_for(enough.wait(), step)
-            except asyncio.TimeoutError:
-                for f in asked_again:
-                    _refs.desire(f)
+        try:
+            await asyncio.wait_for(enough.wait(), timeout)
+        except asyncio.TimeoutError:
+            return
     finally:
         if task is not None:
             interrupts.set_waker(task, None)
@@ -272,13 +260,16 @@ def put(value, *, _owner=None) -> ObjectRef:
     try:
         # In the driver, scatter writes the bytes out before it returns; inside a task it
         # may keep the object in this process, so detach it from later mutation.
-        sealed = Sealed.seal(value, copy=_context.current_task() is not None)
+        with references.collecting() as inner:
+            sealed = Sealed.seal(value, copy=_context.current_task() is not None)
     except Exception as e:  # noqa: BLE001 - Ray's message names the value's type
         raise TypeError(f"Could not serialize the put value {value!r}:\n{type(e).__name__}: {e}") from e
     kwargs = {"hash": False}
     if _context.current_task() is not None:
         kwargs["workers"] = [distributed.get_worker().address]
     fut = client.scatter(sealed, **kwargs)
+    # The refs inside live as long as the object (``value`` holds them until now).
+    references.contain(client, fut.key, inner)
     return ObjectRef(fut, None, None)
 
 

@@ -22,22 +22,13 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from raycompat._dask import output, streaming
 
-PIN_PREFIX = "raycompat-pins-"
-
-
-def release_client(scheduler, name: str) -> None:
-    """Drop a synthetic scheduler client (pins, actor holders) and every key it wants."""
-    cs = scheduler.clients.get(name)
-    if cs is not None:
-        keys = [ts.key for ts in cs.wants_what]
-        if keys:
-            scheduler.client_releases_keys(keys=keys, client=name)
-        scheduler.clients.pop(name, None)
+from raycompat._dask.reference_plugin import release_holder
+from raycompat._dask.references import JOB_PIN_PREFIX
 
 
 def release_client_remote(dask_scheduler, name: str) -> None:
-    """``release_client`` for ``Client.run_on_scheduler``."""
-    release_client(dask_scheduler, name)
+    """``release_holder`` for ``Client.run_on_scheduler``."""
+    release_holder(dask_scheduler, name)
 
 
 class DriverLifetimePlugin(SchedulerPlugin):
@@ -58,7 +49,7 @@ class DriverLifetimePlugin(SchedulerPlugin):
         driver = self.drivers.pop(client, None)
         if driver is None:
             return
-        release_client(scheduler, PIN_PREFIX + driver["job"])
+        release_holder(scheduler, JOB_PIN_PREFIX + driver["job"])
         from raycompat._dask import restarts
 
         restarts.forget_job(scheduler, driver["job"])

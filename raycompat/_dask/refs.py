@@ -9,32 +9,22 @@ share one Dask task), so equality and hashing survive pickling. Pickling sends t
 unpickling rebinds it to the client of the process it lands in (the driver's, or the
 worker's own) and tells the scheduler that client wants it.
 
-Lifetime (Ray tracks borrowers; Dask forgets a key once no client wants it):
-- a ref inside a task's arguments is held by the submitter until the task finishes;
-- a ref that escapes into data (a task's return value, ``put``, anything else that
-  pickles it) is pinned under the job's synthetic scheduler client
-  ``raycompat-pins-<job>`` and released at ``shutdown()`` (or when the driver's client
-  leaves a cluster it joined, see ``lifetime.py``).
+Lifetime: see ``references.py`` and ``object-lifetime.md``. Pickling a ref hands its
+future to ``references.pickled`` (collected as a content of the value being sealed, or
+pinned to the job when the user pickles it); unpickling makes this process's client
+want the key before the unpickling process goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import hashlib
-import weakref
 from typing import Optional
 
 from distributed import Future
 
-from raycompat._dask import interrupts
-
-
-#: While set, ObjectRefs being pickled are task arguments: collect them instead of pinning.
-_arg_refs: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("arg_refs", default=None)
-
-PIN_PREFIX = "raycompat-pins-"
+from raycompat._dask import interrupts, references
 
 
 class ObjectRef:
@@ -79,12 +69,7 @@ class ObjectRef:
 
     @interrupts.api_call  # user code may pickle refs itself: pinning sends messages
     def __reduce__(self):
-        fut = self._dask_future()
-        collected = _arg_refs.get()
-        if collected is not None:
-            collected.append(fut)
-        else:
-            _pin(fut)
+        references.pickled(self._dask_future())
         return (_rebuild_ref, (self._key, self._index, self._task_name))
 
     # futures and await --------------------------------------------------------
@@ -118,41 +103,20 @@ class ObjectRef:
 def _rebuild_ref(key, index, task_name=None) -> ObjectRef:
     from raycompat._dask import session
 
-    client = session.client_for_rebind()
-    fresh = key not in client.futures
-    fut = Future(key, client)
-    if fresh:
-        desire(fut)
-        rebound.add(fut)
-    return ObjectRef(fut, index, task_name)
+    return ObjectRef(rebind(session.client_for_rebind(), key), index, task_name)
 
 
-#: Futures rebound from a pickled key. The scheduler may not know the key yet when
-#: this process asks for it (a task's submissions from its worker client can arrive
-#: after the task's own result), and then drops the request: waiting re-asks.
-rebound: "weakref.WeakSet[Future]" = weakref.WeakSet()
-
-
-def desire(fut: Future) -> None:
+def ask(fut: Future) -> None:
+    """Ask the scheduler for ``fut``'s key on the client's stream (no wait): for keys the
+    client already wants, whose state report may have come before this future existed."""
     client = fut.client
     client._send_to_scheduler({"op": "client-desires-keys", "keys": [fut.key], "client": client.id})
 
 
-def _pin(fut: Future) -> None:
-    """Keep ``fut``'s key alive under the job's pin client until ``shutdown``."""
-    from raycompat._dask import session
-
-    job = session.current_job_id()
-    client = fut.client
-    if client is None or job is None:
-        return
-    from raycompat._dask import batching
-
-    batching.flush(client)  # the scheduler must know the key before the pin names it
-    try:
-        client._send_to_scheduler(
-            {"op": "client-desires-keys", "keys": [fut.key], "client": PIN_PREFIX + job}
-        )
-    except Exception:  # noqa: BLE001 - a closed client has nothing left to pin
-        pass
-
+def rebind(client, key) -> Future:
+    """A future of ``client`` for ``key``, which this process now holds."""
+    fresh = key not in client.futures
+    fut = Future(key, client)
+    if fresh:
+        references.rebound(fut)
+    return fut

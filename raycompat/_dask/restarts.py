@@ -62,10 +62,10 @@ def commit(dask_scheduler, actor_id, new_key):
 
 
 def forget(dask_scheduler, actor_id):
-    from raycompat._dask.lifetime import release_client
+    from raycompat._dask.reference_plugin import release_holder
 
     st = _registry(dask_scheduler).pop(actor_id, None)
-    release_client(dask_scheduler, HOLDER + actor_id)
+    release_holder(dask_scheduler, HOLDER + actor_id)
     return st is not None
 
 

@@ -18,6 +18,8 @@ import cloudpickle
 from dask.sizeof import sizeof
 from distributed.protocol.serialize import dask_deserialize, dask_serialize
 
+from raycompat._dask import references
+
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes})
 
 #: Buffers smaller than this stay in band: out-of-band frames cost a few microseconds each.
@@ -55,8 +57,10 @@ class Sealed:
     def unseal(self):
         """A fresh copy of the value (each call unpickles again, as each Ray get does).
 
-        Large buffers are shared, read-only, as Ray's zero-copy numpy arrays are."""
-        return pickle.loads(self.payload, buffers=[memoryview(b).toreadonly() for b in self.buffers])
+        Large buffers are shared, read-only, as Ray's zero-copy numpy arrays are. Refs
+        inside are held by this process before this returns (``references.rebinding``)."""
+        with references.rebinding():
+            return pickle.loads(self.payload, buffers=[memoryview(b).toreadonly() for b in self.buffers])
 
     @property
     def nbytes(self) -> int:

@@ -30,7 +30,8 @@ from raycompat._dask import context as _context
 from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import ledger as _ledger
-from raycompat._dask import latency, observability, output, retries, spawn_guard, streaming
+from raycompat._dask import latency, observability, output, reference_plugin, references, retries
+from raycompat._dask import spawn_guard, streaming
 
 logger = logging.getLogger("raycompat")
 
@@ -303,6 +304,9 @@ def _register_driver(session) -> None:
             lifetime.register_driver, client_id=session.client.id, job=session.job_id
         )
         session.lifetime_registered = True
+        references.set_plugin_present(
+            session.client, session.client.run_on_scheduler(reference_plugin.install_remote)
+        )
     except Exception as e:  # noqa: BLE001 - e.g. raycompat not importable on the scheduler
         warnings.warn(
             f"raycompat could not register this driver with the scheduler ({e}); its pinned refs "
@@ -439,6 +443,7 @@ def _start_embedded(
         page = observability.ActorCallsPagePlugin()
         cluster.scheduler.add_plugin(page)
         page.start(cluster.scheduler)  # add_plugin on a running scheduler does not start it
+        reference_plugin.install(cluster.scheduler)
         intervals = latency.StreamIntervalPlugin()
         cluster.scheduler.add_plugin(intervals)
         intervals.start(cluster.scheduler)
@@ -447,6 +452,7 @@ def _start_embedded(
         # -> 1,530-1,710/s (interleaved runs).
         client = distributed.Client(cluster, set_as_default=False, direct_to_workers=True)
         client.get_task_stream()  # start recording the task stream for ray.timeline()
+    references.set_plugin_present(client, True)
     session = Session(client, cluster, True, namespace, job_id, ledger, tmpdir, runtime_env)
     if include_dashboard is False:
         session._dashboard_url = ""  # Dask would still format a link to its HTTP server
@@ -523,10 +529,10 @@ def shutdown() -> None:
 
 def _release_pins(client, job_id) -> None:
     from raycompat._dask.lifetime import release_client_remote
-    from raycompat._dask.refs import PIN_PREFIX
+    from raycompat._dask.references import JOB_PIN_PREFIX
 
     try:
-        client.run_on_scheduler(release_client_remote, name=PIN_PREFIX + job_id)
+        client.run_on_scheduler(release_client_remote, name=JOB_PIN_PREFIX + job_id)
     except Exception as e:  # noqa: BLE001 - best effort on a cluster we only connect to
         logger.debug("could not release pinned keys: %s", e)
 

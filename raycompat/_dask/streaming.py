@@ -35,7 +35,7 @@ import time
 import weakref
 from typing import Optional
 
-from raycompat._dask import interrupts
+from raycompat._dask import interrupts, references
 from raycompat._dask.context import current_task as _current_task
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
@@ -65,41 +65,56 @@ class Publisher:
     """Stores the items one call yields and announces them to the consumer."""
 
     def __init__(self, consumer_id: str, stream_key: str, name: str):
-        from distributed import get_worker
+        from distributed import get_client, get_worker
 
         self.worker = get_worker()
+        self.client = get_client()
+        references.plugin_present(self.client)  # asked here: _store runs on the event loop
         self.consumer_id = consumer_id
         self.stream_key = stream_key
         self.name = name
         self.topic = TOPIC_PREFIX + consumer_id
         self.count = 0
 
+    @staticmethod
+    def _seal(item):
+        with references.collecting() as inner:
+            return Sealed.seal(item, copy=True), inner
+
     def _store_sync(self, item) -> None:
         from distributed.utils import sync
 
-        sync(self.worker.loop, self._store, Sealed.seal(item, copy=True))
+        sync(self.worker.loop, self._store, *self._seal(item))
 
     async def publish_async(self, item) -> None:
         """From a thread with its own event loop (an async actor's)."""
-        sealed = Sealed.seal(item, copy=True)
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._store(sealed), self.worker.loop.asyncio_loop))
+        sealed, inner = self._seal(item)
+        await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(self._store(sealed, inner), self.worker.loop.asyncio_loop)
+        )
 
     def publish(self, item) -> None:
         """From a task or actor thread (a task's ``ray.cancel`` waits till it is stored)."""
         with interrupts.uninterruptible():
             self._store_sync(item)
 
-    async def _store(self, sealed: Sealed) -> None:
-        from dask.sizeof import sizeof
-
-        worker = self.worker
+    async def _store(self, sealed: Sealed, inner: list) -> None:
         key = new_key(f"{self.name}-item")
-        worker.update_data(data={key: sealed}, stimulus_id=f"raycompat-stream-{time.time()}")
-        await worker.scheduler.update_data(
-            who_has={key: [worker.address]}, nbytes={key: sizeof(sealed)}, client=self.consumer_id
-        )
-        worker.log_event(self.topic, (self.stream_key, self.count, key))
+        await store_value(self.worker, key, sealed, self.consumer_id)
+        # Refs inside the item live as long as it does (on the loop: the stream's order
+        # alone keeps the contents ahead of this process's own releases).
+        references.contain(self.client, key, inner)
+        self.worker.log_event(self.topic, (self.stream_key, self.count, key))
         self.count += 1
+
+
+async def store_value(worker, key: str, sealed: Sealed, owner: str) -> None:
+    """Store ``sealed`` on this worker as the Dask key ``key``, wanted by the client
+    ``owner`` (as ``scatter`` would from that client)."""
+    from dask.sizeof import sizeof
+
+    worker.update_data(data={key: sealed}, stimulus_id=f"raycompat-store-{time.time()}")
+    await worker.scheduler.update_data(who_has={key: [worker.address]}, nbytes={key: sizeof(sealed)}, client=owner)
 
 
 def run_streaming(gen, publisher: Publisher, is_cancelled) -> StreamEnd:
@@ -265,7 +280,7 @@ class ObjectRefGenerator:
             if index < self._received or index in self._early or self._end is not None and self._dropped():
                 return False
             fut = Future(item_key, self._client)
-            _refs.desire(fut)  # the scheduler's first report may have come before this Future
+            _refs.ask(fut)  # the scheduler's first report may have come before this Future
             ref = ObjectRef(fut, None, self._name)
             self._early[index] = ref
             while self._received in self._early:

@@ -33,7 +33,7 @@ from raycompat import exceptions as rex
 from raycompat._dask import batching
 from raycompat._dask import context as _context
 from raycompat._dask import interrupts
-from raycompat._dask import refs as _refs
+from raycompat._dask import references
 from raycompat._dask import retries
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.keys import new_key
@@ -86,10 +86,9 @@ def _split_args(args, kwargs):
 
 
 def _pickle_args(args, kwargs, function_name):
-    collected: list = []
-    token = _refs._arg_refs.set(collected)
     try:
-        blob = cloudpickle.dumps((args, kwargs), protocol=5)
+        with references.collecting() as collected:
+            blob = cloudpickle.dumps((args, kwargs), protocol=5)
     except Exception as e:  # noqa: BLE001 - find the culprit for Ray's message
         for a in list(args) + list(kwargs.values()):
             try:
@@ -100,8 +99,6 @@ def _pickle_args(args, kwargs, function_name):
                     f"{function_name}:\n{type(e).__name__}: {e}"
                 ) from e
         raise TypeError(f"Could not serialize the arguments for {function_name}: {e}") from e
-    finally:
-        _refs._arg_refs.reset(token)
     return blob, collected
 
 

@@ -24,7 +24,7 @@ import cloudpickle
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
-from raycompat._dask import interrupts, output, process_env
+from raycompat._dask import interrupts, output, process_env, references
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask.serialization import Deflated, Sealed, inflate
@@ -121,7 +121,8 @@ def _materialize(spec: TaskSpec, deps: list):
     blob = spec.args_blob
     if blob is True:  # large arguments: the blob travelled as a dependency
         blob = deps.pop(0).payload
-    args, kwargs = pickle.loads(inflate(blob))
+    with references.rebinding():
+        args, kwargs = pickle.loads(inflate(blob))
     if spec.slots:
         values = []
         for sealed, index in zip(deps, spec.slots):
@@ -231,7 +232,7 @@ def run_task(spec: TaskSpec, *deps):
 
 
 def _run_task(spec: TaskSpec, deps):
-    from distributed import get_worker
+    from distributed import get_client, get_worker
 
     _install_log_filter()
     spec.function_name = inflate(spec.function_name)  # "__main__.f" travels deflated
@@ -306,9 +307,13 @@ def _run_task(spec: TaskSpec, deps):
         except ValueError as err:
             raise _task_error(spec, err, key) from None
         try:
-            return Sealed.seal(result)
+            with references.collecting() as inner:
+                sealed = Sealed.seal(result)
         except Exception as exc:  # noqa: BLE001 - unpicklable return value
             raise _task_error(spec, exc, key) from None
+        # Refs inside the result live as long as it (this task's key) does.
+        references.contain(get_client(), key, inner)
+        return sealed
     finally:
         if leave_env is not None:
             leave_env()

@@ -1,5 +1,5 @@
 """The embedded cluster as a Dask operator sees it: loopback only, the dashboard,
-task names on the scheduler, data kept out of the task graph, pins released."""
+task names on the scheduler, data kept out of the task graph, dropped refs freed."""
 
 import time
 import urllib.request
@@ -75,30 +75,6 @@ def test_put_big_list_is_as_fast_as_pickling(ray):
     # Dask's own scatter walks lists element by element (minutes for millions).
     assert putting < 10 * pickling + 1.0
     assert len(ray.get(ref)) == 3_000_000
-
-
-def test_escaped_refs_are_pinned_until_shutdown(ray):
-    from raycompat._dask.refs import PIN_PREFIX
-
-    @ray.remote
-    def inner(i):
-        return i
-
-    @ray.remote
-    def outer(n):
-        return [inner.remote(i) for i in range(n)]
-
-    s = _session()
-
-    def pinned(dask_scheduler, name):
-        cs = dask_scheduler.clients.get(name)
-        return 0 if cs is None else len(cs.wants_what)
-
-    before = s.client.run_on_scheduler(pinned, name=PIN_PREFIX + s.job_id)  # earlier tests'
-    refs = ray.get(outer.remote(5))
-    assert ray.get(refs) == list(range(5))
-    # Exactly the five escaped refs are pinned: bounded, not everything ever computed.
-    assert s.client.run_on_scheduler(pinned, name=PIN_PREFIX + s.job_id) - before == 5
 
 
 def test_dropped_refs_are_freed(ray):
