@@ -15,8 +15,6 @@ import time
 import psutil
 import pytest
 
-from conftest import wait_until
-
 
 # ---------------------------------------------------------------- 1. actor results as args
 

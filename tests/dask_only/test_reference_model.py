@@ -151,9 +151,9 @@ def test_running_actor_call_passed_to_a_task_is_a_placeholder(ray):
     gate = Gate.options(max_concurrency=2).remote()
     pending = gate.wait.remote()
     echoed = echo.remote(pending)
-    assert wait_until(lambda: pending._key in _known([pending._key]), 30)
+    key = pending._key
+    assert wait_until(lambda: key in _known([key]), 30)
     gate.open.remote()
     assert ray.get(echoed, timeout=60) == "through"
-    key = pending._key
     del pending, echoed
     assert wait_until(lambda: _gone([key]), 30)
