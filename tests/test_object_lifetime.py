@@ -9,11 +9,14 @@ actor state, and frees it when the last holder lets go. Each test below passes o
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 
 import psutil
 import pytest
+
+from conftest import wait_until
 
 
 # ---------------------------------------------------------------- 1. actor results as args
@@ -210,3 +213,60 @@ def test_refs_escaping_into_data_are_freed(ray):
     time.sleep(2.0)
     grown = _cluster_rss_mb() - before
     assert grown < 200, f"the cluster grew {grown:.0f} MB over 300 rounds of 2 MB"
+
+
+# ---------------------------------------------------------------- 4. tasks cannot kill actors
+
+
+def test_crashing_tasks_do_not_kill_actors(ray):
+    """Ray 2.60: every actor has a process of its own; tasks that kill their worker
+    processes (``os._exit``) leave the actor and its state untouched."""
+
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def inc(self):
+            self.n += 1
+            return self.n
+
+    @ray.remote(max_retries=0)
+    def crash():
+        os._exit(1)
+
+    counters = [Counter.remote() for _ in range(2)]
+    assert ray.get([c.inc.remote() for c in counters], timeout=60) == [1, 1]
+    for ref in [crash.remote() for _ in range(4)]:
+        with pytest.raises(ray.exceptions.WorkerCrashedError):
+            ray.get(ref, timeout=120)
+    assert ray.get([c.inc.remote() for c in counters], timeout=60) == [2, 2]
+
+
+def test_force_cancel_does_not_kill_actors(ray, tmp_path):
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def inc(self):
+            self.n += 1
+            return self.n
+
+    @ray.remote
+    def spin(marker):
+        open(marker, "w").close()
+        while True:
+            time.sleep(0.05)
+
+    counters = [Counter.remote() for _ in range(2)]
+    assert ray.get([c.inc.remote() for c in counters], timeout=60) == [1, 1]
+    markers = [str(tmp_path / f"spin-{i}") for i in range(2)]
+    spinning = [spin.remote(m) for m in markers]
+    assert wait_until(lambda: all(os.path.exists(m) for m in markers), 60)
+    for ref in spinning:
+        ray.cancel(ref, force=True)
+    for ref in spinning:
+        with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
+            ray.get(ref, timeout=60)
+    assert ray.get([c.inc.remote() for c in counters], timeout=60) == [2, 2]

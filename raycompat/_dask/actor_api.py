@@ -26,7 +26,7 @@ from raycompat._dask import references
 from raycompat._dask import refs as _refs
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import session as _session
-from raycompat._dask.actors import KILLED, ActorResult, Caller, Shell, actor_died, actor_rpc
+from raycompat._dask.actors import KILLED, ActorResult, Caller, actor_died, actor_rpc
 from raycompat._dask.keys import new_key
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.streaming import ObjectRefGenerator
@@ -148,16 +148,16 @@ def create(actor_class, args, kwargs, options: dict):
         placement.update(strategy)
     if held:
         batching.flush(client)  # the constructor may read keys this process just submitted
-    creation = client.submit(
-        Shell, actor_class._cls_blob, args_blob, meta,
-        actor=True, key=new_key(actor_class._class_name), pure=False, **placement,
+    from raycompat._dask import host_pool, restarts
+
+    owners = [restarts.HOLDER + actor_id] if options.get("max_restarts") else []
+    creation = host_pool.start_actor(
+        client, new_key(actor_class._class_name), actor_class._cls_blob, args_blob, meta, placement, owners
     )
     if held:
         creation.add_done_callback(lambda _f, _h=held: _h.clear())
     max_task_retries = options.get("max_task_retries") or 0
     if options.get("max_restarts"):
-        from raycompat._dask import restarts
-
         recipe = cloudpickle.dumps((actor_class._cls_blob, args_blob, meta, placement), protocol=5)
         client.run_on_scheduler(
             restarts.register, actor_id=actor_id, key=creation.key, restarts_left=options["max_restarts"],

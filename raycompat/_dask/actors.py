@@ -162,11 +162,14 @@ class Shell:
             fut = (self.executor or concurrent.futures.ThreadPoolExecutor(1)).submit(
                 self._ctx.copy().run, self._construct, cls_blob, args_blob
             )
-            try:
-                fut.result(timeout=0.01)
-            except concurrent.futures.TimeoutError:
-                secede()  # this runs as Dask's actor-creation task: leave its pool
+            if meta.get("hosted"):  # a process of its own (actor_host.py): no pool to leave
                 fut.result()
+            else:
+                try:
+                    fut.result(timeout=0.01)
+                except concurrent.futures.TimeoutError:
+                    secede()  # this runs as Dask's actor-creation task: leave its pool
+                    fut.result()
         finally:
             if self.ledger is not None and placing:
                 self.ledger.release(placing)
@@ -906,9 +909,11 @@ class Caller:
                     self._follow(Future(value, self.client), rebound=True)
                 else:
                     cls_blob, args_blob, meta, placement = pickle.loads(value)
-                    fut = self.client.submit(
-                        Shell, cls_blob, args_blob, dict(meta, reconstructed=True),
-                        actor=True, key=new_key(self.class_name), pure=False, **placement,
+                    from raycompat._dask import host_pool
+
+                    fut = host_pool.start_actor(
+                        self.client, new_key(self.class_name), cls_blob, args_blob,
+                        dict(meta, reconstructed=True), placement,
                     )
                     # Commit only once the scheduler has the new actor (our submission and
                     # the commit travel on different connections).

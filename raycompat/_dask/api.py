@@ -391,12 +391,11 @@ def cancel(ref, *, force=False, recursive=True):
 
 async def _interrupt_task(key, force, dask_worker=None):
     """On each worker: interrupt (or, with ``force``, kill) the thread running ``key``."""
-    if force:
-        if key in dask_worker.active_threads.values():
-            ledger = process_ledger()
-            if ledger is not None:
-                ledger.stop_updates()  # exit between updates, never inside one
-            os._exit(1)
-        return None
+    if force and key in dask_worker.active_threads.values():
+        ledger = process_ledger()
+        if ledger is not None:
+            ledger.stop_updates()  # exit between updates, never inside one
+        os._exit(1)
+    # Not running here (yet): remembered, so that it never runs if it starts after all.
     interrupts.interrupt(key)
     return None

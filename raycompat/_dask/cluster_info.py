@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 from raycompat._dask import interrupts
+from raycompat._dask.actor_host import task_workers
 from raycompat._dask import session as _session
 
 
 def _workers():
     client = _session.client()
-    return client.scheduler_info(n_workers=-1)["workers"]
+    return task_workers(client.scheduler_info(n_workers=-1)["workers"])
 
 
 def _by_host():

@@ -44,7 +44,9 @@ class ReferencePlugin(SchedulerPlugin):
         scheduler.stream_handlers["raycompat-desire"] = self.desire
         scheduler.stream_handlers["raycompat-contain"] = self.contain
         scheduler.stream_handlers["raycompat-fill"] = self.fill
+        scheduler.stream_handlers["raycompat-expect"] = self.expect
         scheduler.handlers["raycompat_take"] = self.take
+        scheduler.handlers["raycompat_adopt"] = self.adopt
 
     # -- a process wants the keys it unpickled ---------------------------------------
     def desire(self, keys=(), token=None, client=None, **_) -> None:
@@ -94,6 +96,24 @@ class ReferencePlugin(SchedulerPlugin):
         except asyncio.TimeoutError:
             return ("wait",)
         return self.filled.get(key, ("gone",))
+
+    # -- an actor created in a host of its own (actor_host.py) -------------------------
+    def expect(self, key=None, holders=(), client=None, **_) -> None:
+        """The actor ``key`` is being created: known (released, no recipe) and wanted by
+        its creator from now on, so that its handles can travel before it exists."""
+        if key not in self.scheduler.tasks:
+            self.scheduler.new_task(key, None, "released")
+        self.scheduler.client_desires_keys(keys=[key], client=client)
+        for holder in holders:
+            self.scheduler.client_desires_keys(keys=[key], client=holder)
+
+    def adopt(self, key=None, worker=None) -> bool:
+        """The host ``worker`` has built actor ``key``: it is in memory there, for every
+        client that wants it. False if nobody wants it any more (the host then drops it)."""
+        if key not in self.scheduler.tasks or worker not in self.scheduler.workers:
+            return False
+        self.scheduler.update_data(who_has={key: [worker]}, nbytes={key: 64})
+        return True
 
     # -- a key is forgotten: what it held goes -----------------------------------------
     def transition(self, key, start, finish, *args, **kwargs) -> None:

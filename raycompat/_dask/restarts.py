@@ -28,7 +28,8 @@ def register(dask_scheduler, actor_id, key, restarts_left, max_task_retries, rec
         "key": key, "restarts_left": restarts_left, "max_task_retries": max_task_retries,
         "recipe": recipe, "claimed": False, "job": job,
     }
-    dask_scheduler.client_desires_keys(keys=[key], client=HOLDER + actor_id)
+    if key in dask_scheduler.tasks:  # a hosted actor's key comes later, wanted by the holder
+        dask_scheduler.client_desires_keys(keys=[key], client=HOLDER + actor_id)
 
 
 def claim(dask_scheduler, actor_id, old_key):

@@ -31,7 +31,7 @@ from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import ledger as _ledger
 from raycompat._dask import latency, observability, output, reference_plugin, references, retries
-from raycompat._dask import spawn_guard, streaming
+from raycompat._dask import host_pool, spawn_guard, streaming
 
 logger = logging.getLogger("raycompat")
 
@@ -444,6 +444,7 @@ def _start_embedded(
         cluster.scheduler.add_plugin(page)
         page.start(cluster.scheduler)  # add_plugin on a running scheduler does not start it
         reference_plugin.install(cluster.scheduler)
+        host_pool.install(cluster)
         intervals = latency.StreamIntervalPlugin()
         cluster.scheduler.add_plugin(intervals)
         intervals.start(cluster.scheduler)

@@ -36,6 +36,7 @@ from raycompat._dask import interrupts
 from raycompat._dask import references
 from raycompat._dask import retries
 from raycompat._dask import runtime_env as _runtime_env
+from raycompat._dask.actor_host import task_workers
 from raycompat._dask.keys import new_key
 from raycompat._dask import session as _session
 from raycompat._dask import streaming as _streaming
@@ -157,7 +158,8 @@ def _workers(client) -> dict:
     now = time.monotonic()
     hit = _workers_cache.get(client.id)
     if hit is None or now - hit[0] >= 1.0:
-        hit = _workers_cache[client.id] = (now, client.scheduler_info(n_workers=-1)["workers"])
+        workers = task_workers(client.scheduler_info(n_workers=-1)["workers"])
+        hit = _workers_cache[client.id] = (now, workers)
     return hit[1]
 
 
