@@ -16,7 +16,7 @@ import time
 import psutil
 import pytest
 
-from conftest import wait_until
+from conftest import ON_RAY, wait_until
 
 
 # ---------------------------------------------------------------- 1. actor results as args
@@ -270,3 +270,33 @@ def test_force_cancel_does_not_kill_actors(ray, tmp_path):
         with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
             ray.get(ref, timeout=60)
     assert ray.get([c.inc.remote() for c in counters], timeout=60) == [2, 2]
+
+
+# ---------------------------------------------------------------- 6. lost objects raise
+
+
+def test_get_of_an_object_whose_owner_died_never_waits(ray):
+    """An actor ``put``s an object and its process dies. Ray 2.60 (checked): the value,
+    which the node's object store still holds. raycompat keeps an actor's or task's
+    ``put`` in that process's memory (see README, "Differences from Ray"), so it is gone
+    with it: ``ObjectLostError``, at once. Neither engine waits."""
+
+    @ray.remote(max_restarts=0)
+    class Owner:
+        def make(self):
+            return [ray.put("data" * 1000)]
+
+        def die(self):
+            os._exit(1)
+
+    owner = Owner.remote()
+    box = ray.get(owner.make.remote(), timeout=60)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(owner.die.remote(), timeout=60)
+    start = time.monotonic()
+    if ON_RAY:
+        assert ray.get(box[0], timeout=60) == "data" * 1000
+    else:
+        with pytest.raises(ray.exceptions.ObjectLostError):
+            ray.get(box[0], timeout=60)
+    assert time.monotonic() - start < 30
