@@ -37,6 +37,7 @@ WORKLOADS = {
     "nested": ("seconds", "low"),
     "actor_calls": ("calls_per_s", "high"),
     "actor_round_trip": ("ms", "low"),
+    "actor_create": ("ms", "low"),
     "generator": ("first_item_ms", "low"),
 }
 EXTRA = {
