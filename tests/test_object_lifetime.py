@@ -110,19 +110,25 @@ def test_nested_ref_in_actor_constructor_argument_stays_alive(ray):
     assert ray.get(holder.read.remote(), timeout=60) == "x" * 10
 
 
+class _Keeper:
+    """An actor that keeps the refs it is given and reads them later."""
+
+    def __init__(self):
+        self.kept = []
+
+    def keep(self, box):
+        self.kept.extend(box)
+
+    def read(self):
+        """The values, got inside the actor (the engine the tests run on)."""
+        import importlib
+
+        engine = importlib.import_module(os.environ.get("RAYCOMPAT_TEST_ENGINE", "raycompat"))
+        return engine.get(self.kept, timeout=20)
+
+
 def test_nested_ref_in_actor_call_argument_kept_by_the_actor(ray):
-    @ray.remote
-    class Keeper:
-        def __init__(self):
-            self.kept = []
-
-        def keep(self, box):
-            self.kept.extend(box)
-
-        def read(self):
-            return ray.get(self.kept, timeout=20)
-
-    keeper = Keeper.remote()
+    keeper = ray.remote(_Keeper).remote()
     ray.get(keeper.keep.remote([ray.put("y"), ray.put("z")]), timeout=60)
     _drop_and_settle(ray)
     assert ray.get(keeper.read.remote(), timeout=60) == ["y", "z"]
@@ -147,21 +153,11 @@ def test_ref_inside_put_value_lives_while_the_outer_ref_does(ray):
 
 def test_nested_ref_in_task_argument_stored_in_actor(ray):
     """A task receives a nested ref and hands it to an actor, which reads it later."""
-
-    @ray.remote
-    class Store:
-        def __init__(self):
-            self.refs = []
-
-        def add(self, box):
-            self.refs.extend(box)
-
-        def read(self):
-            return ray.get(self.refs, timeout=20)
+    Store = ray.remote(_Keeper)
 
     @ray.remote
     def forward(store, box):
-        ray.get(store.add.remote(box))
+        ray.get(store.keep.remote(box))
 
     store = Store.remote()
     ray.get(forward.remote(store, [ray.put("via task")]), timeout=60)

@@ -519,6 +519,8 @@ def _hold(shell: Shell, sealed: Sealed, inner: list, owner: str) -> str:
     from distributed.utils import sync
 
     key = new_key(f"{shell.class_name}-result")
+    if sealed.buffers:  # kept beyond the reply: detach it from the actor's own objects
+        sealed = Sealed(sealed.payload, tuple(bytes(memoryview(b)) for b in sealed.buffers))
     sync(shell.worker.loop, streaming.store_value, shell.worker, key, sealed, owner)
     references.contain(get_client(), key, inner)
     return key

@@ -85,8 +85,6 @@ class HostPool(SchedulerPlugin):
             self._top_up()
             name, address = await fut
         self.hosting[key] = (name, address)
-        if key not in self.scheduler.tasks:  # its handles went while it waited
-            self.transition(key, "released", "forgotten")
         return address
 
     def _top_up(self) -> None:

@@ -111,6 +111,9 @@ class ReferencePlugin(SchedulerPlugin):
         """The host ``worker`` has built actor ``key``: it is in memory there, for every
         client that wants it. False if nobody wants it any more (the host then drops it)."""
         if key not in self.scheduler.tasks or worker not in self.scheduler.workers:
+            pool = self.scheduler.plugins.get("raycompat-actor-hosts")
+            if pool is not None:  # the host it waited in is free again
+                pool.transition(key, "released", "forgotten")
             return False
         self.scheduler.update_data(who_has={key: [worker]}, nbytes={key: 64})
         return True
