@@ -122,6 +122,12 @@ class ReferencePlugin(SchedulerPlugin):
     def transition(self, key, start, finish, *args, **kwargs) -> None:
         if finish != "forgotten":
             return
+        ts = self.scheduler.tasks.get(key)
+        if ts is not None and all(v == 0 or k == "forgotten" for k, v in ts.group.states.items()):
+            # The scheduler drops this task's group right after this hook; Dask's span
+            # would keep it for good (every group ever made: raycompat's keys make one
+            # per burst of calls, so a long-running driver's scheduler grew without end).
+            self.scheduler.loop.add_callback(_drop_from_span, self.scheduler, ts.group)
         if key in self.containers:
             self.containers.discard(key)
             # Not from inside the scheduler's transition loop: release after it.
@@ -131,6 +137,15 @@ class ReferencePlugin(SchedulerPlugin):
         event = self.waiters.pop(key, None)
         if event is not None:
             event.set()
+
+
+def _drop_from_span(scheduler, group) -> None:
+    spans = scheduler.extensions.get("spans")
+    if spans is None or group.name in scheduler.task_groups:
+        return
+    span = spans.spans.get(group.span_id)
+    if span is not None:
+        span.groups.discard(group)
 
 
 def release_holder(scheduler, name: str) -> None:
