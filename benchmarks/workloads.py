@@ -334,7 +334,7 @@ def main():
     if WORKLOAD == "startup":
         eng.round_trip()
         first = time.perf_counter() - t0
-        time.sleep(2)
+        time.sleep(5)  # settled: raycompat starts its warm actor host 3 s after init
         idle = _tree_rss_mb()
         t1 = time.perf_counter()
         eng.shutdown()

@@ -3,8 +3,8 @@
 On Ray nothing a task does to its process (``os._exit``, a segfault, a memory kill,
 ``ray.cancel(force=True)``) reaches an actor: each actor lives in a worker process of
 its own. On Dask, actors live inside ordinary workers, next to tasks. So on the cluster
-raycompat starts, each actor gets a *host*: a Dask worker process, started from a warm
-pool (``host_pool.py``), that
+raycompat starts, each actor gets a *host*: a Dask worker process, from the pool of
+``host_pool.py``, that
 
 - runs no Dask tasks: it is a ``HostWorker``, which registers *paused* and never
   unpauses (Dask's scheduler gives paused workers no tasks);

@@ -1,10 +1,12 @@
 """The warm pool of actor hosts on the embedded cluster (see ``actor_host.py``).
 
-Ray starts actors in worker processes it keeps ready; raycompat keeps ``WARM`` actor
-hosts started ahead (``RAYCOMPAT_WARM_ACTOR_HOSTS``, default 1), so that creating an
-actor is one ``Client.run`` to a process that is already up. Each new actor takes an
-idle host and a replacement starts in the background; a burst of actors starts the
-hosts it lacks all at once. When an actor's key is forgotten (its last handle is gone)
+Ray starts actors in worker processes it keeps ready. Starting a host costs about a
+CPU-second (measured: on this 2-core machine, one started at ``init`` slowed start-up
+by 0.4 s and the tasks that ran meanwhile by 15-20 %), so raycompat starts hosts when
+actors need them, all a burst lacks at once (the first actor waits about a second, Ray's
+about 0.4 s), and keeps them: an actor takes an idle host if there is one, which then
+costs one ``Client.run`` (a few ms). ``RAYCOMPAT_WARM_ACTOR_HOSTS=N`` keeps N spares
+started ahead (each some 64 MB idle), refilled a few seconds after one is taken. When an actor's key is forgotten (its last handle is gone)
 its host is idle again; a host whose process died (the actor crashed it) comes back
 fresh under the same name. Hosts idle beyond ``WARM`` for ``IDLE_SECONDS`` are retired,
 so idle memory returns to the floor without a process start and stop per actor (which
@@ -27,8 +29,10 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from raycompat._dask.actor_host import NAME_PREFIX, HostWorker, is_host
 
-WARM = int(os.environ.get("RAYCOMPAT_WARM_ACTOR_HOSTS", "1"))
+WARM = int(os.environ.get("RAYCOMPAT_WARM_ACTOR_HOSTS", "0"))
 IDLE_SECONDS = 10.0
+#: Seconds before a warm spare is started (after ``init``, or after one was taken).
+WARM_DELAY = 3.0
 
 
 class HostPool(SchedulerPlugin):
@@ -45,6 +49,7 @@ class HostPool(SchedulerPlugin):
         self._names = itertools.count()
         self.closed = False
         self._reaper = None
+        self._warm_pending = False
 
     # -- on the cluster's loop -------------------------------------------------------
     def add_worker(self, scheduler=None, worker=None) -> None:
@@ -88,14 +93,27 @@ class HostPool(SchedulerPlugin):
         return address
 
     def _top_up(self) -> None:
+        """Start the hosts acquirers wait for at once; refill the warm spares only after
+        ``WARM_DELAY`` seconds, so that starting a process (about a CPU-second) does not
+        land on the work that just created an actor, or on ``init``."""
         if self.closed:
             return
         if self._reaper is None:
             self._reaper = asyncio.ensure_future(self._reap())
-        missing = self.warm + len(self.waiting) - len(self.idle) - len(self.starting)
-        if missing <= 0:
+        self._start(len(self.waiting) - len(self.starting))
+        if not self._warm_pending and len(self.idle) + len(self.starting) < self.warm + len(self.waiting):
+            self._warm_pending = True
+            asyncio.get_running_loop().call_later(WARM_DELAY, self._fill_warm)
+
+    def _fill_warm(self) -> None:
+        self._warm_pending = False
+        if not self.closed:
+            self._start(self.warm + len(self.waiting) - len(self.idle) - len(self.starting))
+
+    def _start(self, count: int) -> None:
+        if count <= 0:
             return
-        for _ in range(missing):
+        for _ in range(count):
             name = f"{NAME_PREFIX}{next(self._names)}"
             spec = copy.deepcopy(self.cluster.new_spec)
             options = spec.setdefault("options", {})

@@ -311,8 +311,8 @@ def _run_task(spec: TaskSpec, deps):
                 sealed = Sealed.seal(result)
         except Exception as exc:  # noqa: BLE001 - unpicklable return value
             raise _task_error(spec, exc, key) from None
-        # Refs inside the result live as long as it (this task's key) does.
-        references.contain(get_client(), key, inner)
+        if inner:  # refs inside the result live as long as it (this task's key) does
+            references.contain(get_client(), key, inner)
         return sealed
     finally:
         if leave_env is not None:
