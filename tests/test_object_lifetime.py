@@ -214,18 +214,20 @@ def test_refs_escaping_into_data_are_freed(ray):
 # ---------------------------------------------------------------- 4. tasks cannot kill actors
 
 
+class _Counter:
+    def __init__(self):
+        self.n = 0
+
+    def inc(self):
+        self.n += 1
+        return self.n
+
+
 def test_crashing_tasks_do_not_kill_actors(ray):
     """Ray 2.60: every actor has a process of its own; tasks that kill their worker
     processes (``os._exit``) leave the actor and its state untouched."""
 
-    @ray.remote
-    class Counter:
-        def __init__(self):
-            self.n = 0
-
-        def inc(self):
-            self.n += 1
-            return self.n
+    Counter = ray.remote(_Counter)
 
     @ray.remote(max_retries=0)
     def crash():
@@ -240,14 +242,7 @@ def test_crashing_tasks_do_not_kill_actors(ray):
 
 
 def test_force_cancel_does_not_kill_actors(ray, tmp_path):
-    @ray.remote
-    class Counter:
-        def __init__(self):
-            self.n = 0
-
-        def inc(self):
-            self.n += 1
-            return self.n
+    Counter = ray.remote(_Counter)
 
     @ray.remote
     def spin(marker):
