@@ -157,3 +157,33 @@ def test_running_actor_call_passed_to_a_task_is_a_placeholder(ray):
     assert ray.get(echoed, timeout=60) == "through"
     del pending, echoed
     assert wait_until(lambda: _gone([key]), 30)
+
+
+def test_actors_live_in_hosts_that_run_no_tasks_and_are_reused(ray):
+    """Fault isolation (object-lifetime.md): an actor's process is an actor host, which
+    runs no task; once the actor is gone, the next actor reuses that process."""
+    import os
+
+    @ray.remote
+    class Where:
+        def pid(self):
+            return os.getpid()
+
+    @ray.remote
+    def task_pid():
+        return os.getpid()
+
+    first = Where.remote()
+    host_pid = ray.get(first.pid.remote(), timeout=60)
+    task_pids = set(ray.get([task_pid.remote() for _ in range(40)], timeout=60))
+    assert host_pid not in task_pids
+
+    def host_names(dask_scheduler):
+        return [ws.name for ws in dask_scheduler.workers.values() if ws.status.name == "paused"]
+
+    assert any(str(n).startswith("raycompat-actor-") for n in _client().run_on_scheduler(host_names))
+    key = first._creation.key
+    del first
+    assert wait_until(lambda: _gone([key]), 30)
+    second = Where.remote()
+    assert ray.get(second.pid.remote(), timeout=60) == host_pid
