@@ -28,22 +28,11 @@ import sys
 import time
 from pathlib import Path
 
+from measure import tree_rss_mb
+
 HERE = Path(__file__).resolve().parent
 NCPU = 2
 VALUE_FLOATS = 12_500  # 100 KB
-
-
-def tree_rss_mb() -> float:
-    import psutil
-
-    me = psutil.Process()
-    total = 0
-    for p in [me, *me.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**20
 
 
 # ---------------------------------------------------------------- one engine, in a child

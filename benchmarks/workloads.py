@@ -16,6 +16,8 @@ import statistics
 import sys
 import time
 
+from measure import tree_rss_mb
+
 ENGINE, WORKLOAD = sys.argv[1], sys.argv[2]
 QUICK = "--quick" in sys.argv
 NCPU = 2
@@ -293,32 +295,19 @@ class PeakRSS:
     def __init__(self):
         import threading
 
-        self.peak = _tree_rss_mb()
+        self.peak = tree_rss_mb()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
 
     def _sample(self):
         while not self.done.wait(0.05):
-            self.peak = max(self.peak, _tree_rss_mb())
+            self.peak = max(self.peak, tree_rss_mb())
 
     def stop(self) -> float:
         self.done.set()
         self.thread.join()
-        return max(self.peak, _tree_rss_mb())
-
-
-def _tree_rss_mb() -> float:
-    import psutil
-
-    me = psutil.Process()
-    total = me.memory_info().rss
-    for p in me.children(recursive=True):
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**20
+        return max(self.peak, tree_rss_mb())
 
 
 # ---------------------------------------------------------------- workloads
@@ -335,7 +324,7 @@ def main():
         eng.round_trip()
         first = time.perf_counter() - t0
         time.sleep(5)  # settled: raycompat starts its warm actor host 3 s after init
-        idle = _tree_rss_mb()
+        idle = tree_rss_mb()
         t1 = time.perf_counter()
         eng.shutdown()
         return {"seconds": first, "shutdown_s": time.perf_counter() - t1, "idle_rss_mb": idle}
@@ -373,7 +362,7 @@ def main():
             eng.read_by_tasks(ref, 10)
             if i >= NCPU:
                 samples.append(time.perf_counter() - t)
-            peak = max(peak, _tree_rss_mb())
+            peak = max(peak, tree_rss_mb())
             del ref, arr
         out = {"seconds": statistics.median(samples), "peak_rss_mb": peak}
     elif WORKLOAD == "large_result":

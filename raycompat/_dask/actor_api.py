@@ -24,9 +24,10 @@ from raycompat._dask import context as _context
 from raycompat._dask import interrupts
 from raycompat._dask import references
 from raycompat._dask import refs as _refs
+from raycompat._dask import restarts
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import session as _session
-from raycompat._dask.actors import KILLED, ActorResult, Caller, actor_died, actor_rpc
+from raycompat._dask.actors import KILLED, ActorResult, Caller, actor_died, actor_rpc, start_actor
 from raycompat._dask.keys import new_key
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.streaming import ObjectRefGenerator
@@ -148,10 +149,8 @@ def create(actor_class, args, kwargs, options: dict):
         placement.update(strategy)
     if held:
         batching.flush(client)  # the constructor may read keys this process just submitted
-    from raycompat._dask import host_pool, restarts
-
     owners = [restarts.HOLDER + actor_id] if options.get("max_restarts") else []
-    creation = host_pool.start_actor(
+    creation = start_actor(
         client, new_key(actor_class._class_name), actor_class._cls_blob, args_blob, meta, placement, owners
     )
     if held:
@@ -314,8 +313,6 @@ def kill(handle, no_restart: bool = True) -> None:
     caller.dead = actor_died(handle._actor_id, handle._class_name, KILLED)
     # Ray kills the actor's process: calls still running or queued fail with it.
     client.loop.add_callback(caller.fail_outstanding, caller.dead)
-    from raycompat._dask import restarts
-
     try:
         client.run_on_scheduler(restarts.forget, actor_id=handle._actor_id)
     except Exception:  # noqa: BLE001 - scheduler without raycompat: nothing was registered

@@ -27,6 +27,7 @@ import contextvars
 
 from distributed import Worker
 from distributed.core import Status
+from distributed.worker import _worker_cvar
 
 #: Worker names of actor hosts; everything that counts CPUs or places tasks skips them.
 NAME_PREFIX = "raycompat-actor-"
@@ -56,17 +57,14 @@ async def dask_setup(worker) -> None:
     worker.memory_manager.memory_pause_fraction = False  # never unpaused for memory either
 
 
-async def host_actor(key, cls_blob, args_blob, meta, dask_worker=None) -> bool:
-    """On the host (through ``Client.run``): build the actor's shell in a thread, then
-    make ``key`` (known to the scheduler since ``.remote()``) this worker's actor."""
-    from distributed.worker import _worker_cvar
-
-    from raycompat._dask.actors import Shell
-
+async def host_actor(shell_class, key, cls_blob, args_blob, meta, dask_worker=None) -> bool:
+    """On the host (through ``Client.run``): build the actor's shell (``shell_class``,
+    ``actors.Shell``) in a thread, then make ``key`` (known to the scheduler since
+    ``.remote()``) this worker's actor."""
     ctx = contextvars.copy_context()
     ctx.run(_worker_cvar.set, dask_worker)  # get_worker()/get_client() in the actor's threads
     loop = asyncio.get_running_loop()
-    shell = await loop.run_in_executor(None, ctx.run, Shell, cls_blob, args_blob, dict(meta, hosted=True))
+    shell = await loop.run_in_executor(None, ctx.run, shell_class, cls_blob, args_blob, dict(meta, hosted=True))
     # The shell first, so that a caller who hears of the key finds the actor here.
     dask_worker.state.actors[key] = shell
     if not await dask_worker.scheduler.raycompat_adopt(key=key, worker=dask_worker.address):

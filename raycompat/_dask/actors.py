@@ -49,9 +49,10 @@ from distributed import Future, secede
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
-from raycompat._dask import output, process_env, references
+from raycompat._dask import host_pool, output, process_env, references, restarts
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import streaming
+from raycompat._dask.actor_host import host_actor
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
 from raycompat._dask.worker_task import _drain, _task_error_text, shape_returns
@@ -885,8 +886,6 @@ class Caller:
                     ref._finish("error", exception=value)
 
     async def _on_worker_lost(self, incarnation: int, batch: list, why: str, delivered: bool = True) -> None:
-        from raycompat._dask import restarts
-
         if self.restart_lock is None:
             self.restart_lock = asyncio.Lock()
         async with self.restart_lock:
@@ -911,9 +910,7 @@ class Caller:
                     self._follow(Future(value, self.client), rebound=True)
                 else:
                     cls_blob, args_blob, meta, placement = pickle.loads(value)
-                    from raycompat._dask import host_pool
-
-                    fut = host_pool.start_actor(
+                    fut = start_actor(
                         self.client, new_key(self.class_name), cls_blob, args_blob,
                         dict(meta, reconstructed=True), placement,
                     )
@@ -979,3 +976,27 @@ async def actor_rpc(client, address: str, actor_key: str, function: str, args: t
                                args=args, kwargs={})
     finally:
         client.rpc.reuse(address, comm)
+
+
+def start_actor(client, key: str, cls_blob, args_blob, meta: dict, placement: dict, owners=()):
+    """Create an actor's shell under ``key``; returns its (creation) future at once.
+
+    Where the scheduler keeps actor hosts (the embedded cluster), in a host of its own
+    (``actor_host.py``): the key is known to the scheduler at once and wanted by
+    ``client`` and ``owners`` (synthetic holders). Elsewhere as a Dask actor, placed by
+    the scheduler with ``placement``."""
+    if not references.scheduler_has(client, host_pool.HostPool.name):
+        return client.submit(Shell, cls_blob, args_blob, meta, actor=True, key=key, pure=False, **placement)
+    fut = Future(key, client)
+    client._send_to_scheduler({"op": "raycompat-expect", "key": key, "holders": list(owners)})
+
+    async def create():
+        try:
+            address = await client._run_on_scheduler(host_pool.acquire_remote, key=key)
+            await client._run(host_actor, Shell, key, cls_blob, args_blob, meta, workers=[address])
+        except Exception as e:  # noqa: BLE001 - callers see a creation that failed
+            if not fut.done():
+                fut._state.set_error(e, None)
+
+    client.loop.add_callback(create)
+    return fut

@@ -139,8 +139,16 @@ class HostPool(SchedulerPlugin):
     async def _correct(self) -> None:
         try:
             await self.cluster._correct_state()
-        except Exception:  # noqa: BLE001 - the cluster is closing
-            pass
+        except Exception as e:  # noqa: BLE001 - a host did not start, or the cluster closes
+            # Whoever waits for a host fails (its actor dies) rather than wait forever.
+            for name in list(self.starting):
+                if name not in self.cluster.workers:
+                    self.starting.discard(name)
+                    self.cluster.worker_spec.pop(name, None)
+            waiting, self.waiting = self.waiting, []
+            for fut in waiting:
+                if not fut.done():
+                    fut.set_exception(RuntimeError(f"no actor host could be started: {e}"))
 
     async def close(self) -> None:
         self.closed = True
@@ -162,50 +170,3 @@ def install(cluster) -> HostPool:
 async def acquire_remote(dask_scheduler, key: str) -> str:
     """``HostPool.acquire`` for ``Client.run_on_scheduler`` (from the driver or a task)."""
     return await dask_scheduler.plugins[HostPool.name].acquire(key)
-
-
-def present_remote(dask_scheduler) -> bool:
-    return HostPool.name in dask_scheduler.plugins
-
-
-_present: dict = {}  # client id -> whether its scheduler hosts actors
-
-
-def hosts_actors(client) -> bool:
-    """Whether ``client``'s scheduler gives actors processes of their own (asked once)."""
-    present = _present.get(client.id)
-    if present is None:
-        try:
-            present = bool(client.run_on_scheduler(present_remote))
-        except Exception:  # noqa: BLE001 - raycompat not importable on the scheduler
-            present = False
-        _present[client.id] = present
-    return present
-
-
-def start_actor(client, key: str, cls_blob, args_blob, meta: dict, placement: dict, owners=()):
-    """Create an actor's shell under ``key``; returns its (creation) future at once.
-
-    With a host pool, in a host of its own (``actor_host.host_actor``), the key known to
-    the scheduler at once and wanted by ``client`` and ``owners`` (synthetic holders);
-    otherwise as a Dask actor placed by the scheduler."""
-    from distributed import Future
-
-    from raycompat._dask.actor_host import host_actor
-    from raycompat._dask.actors import Shell
-
-    if not hosts_actors(client):
-        return client.submit(Shell, cls_blob, args_blob, meta, actor=True, key=key, pure=False, **placement)
-    fut = Future(key, client)
-    client._send_to_scheduler({"op": "raycompat-expect", "key": key, "holders": list(owners)})
-
-    async def create():
-        try:
-            address = await client._run_on_scheduler(acquire_remote, key=key)
-            await client._run(host_actor, key, cls_blob, args_blob, meta, workers=[address])
-        except Exception as e:  # noqa: BLE001 - callers see a creation that failed
-            if not fut.done():
-                fut._state.set_error(e, None)
-
-    client.loop.add_callback(create)
-    return fut

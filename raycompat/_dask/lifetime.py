@@ -20,7 +20,7 @@ import asyncio
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from raycompat._dask import output, streaming
+from raycompat._dask import output, restarts, streaming
 
 from raycompat._dask.reference_plugin import release_holder
 from raycompat._dask.references import JOB_PIN_PREFIX
@@ -50,8 +50,6 @@ class DriverLifetimePlugin(SchedulerPlugin):
         if driver is None:
             return
         release_holder(scheduler, JOB_PIN_PREFIX + driver["job"])
-        from raycompat._dask import restarts
-
         restarts.forget_job(scheduler, driver["job"])
         topics = [output.TOPIC_PREFIX + driver["job"], streaming.TOPIC_PREFIX + client]
         forget_topics(scheduler, topics)

@@ -172,5 +172,5 @@ def install_remote(dask_scheduler) -> bool:
     return True
 
 
-def installed_remote(dask_scheduler) -> bool:
-    return NAME in dask_scheduler.plugins
+def has_plugin_remote(dask_scheduler, name: str) -> bool:
+    return name in dask_scheduler.plugins

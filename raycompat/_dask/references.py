@@ -21,14 +21,14 @@ contents are pinned to the job and a desire is a plain ``client-desires-keys``.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import contextvars
 import itertools
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
-from raycompat._dask import reference_plugin
+from raycompat._dask import batching, interrupts, reference_plugin
 
 #: While set, refs being pickled are collected into this list (a value being sealed).
 _collected: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("raycompat_collected", default=None)
@@ -46,21 +46,33 @@ UNKNOWN_RETRIES = (0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0)
 _tokens = itertools.count()
 _waiting: dict = {}  # token -> [threading.Event, unknown keys]
 _waiting_lock = threading.Lock()
-_plugin_present: dict = {}  # client id -> bool
+_scheduler_plugins: dict = {}  # (client id, plugin name) -> bool
+#: The current job's id (``session.current_job_id``, registered by the session module,
+#: which sits above this one).
+_job_id: Callable[[], Optional[str]] = lambda: None
+
+
+def set_job_source(source: Callable[[], Optional[str]]) -> None:
+    global _job_id
+    _job_id = source
 
 
 # ---------------------------------------------------------------- pickling refs out
 
 
-@contextlib.contextmanager
-def collecting():
-    """Collect the futures of the refs pickled in this block: ``with collecting() as c``."""
-    found: list = []
-    token = _collected.set(found)
-    try:
-        yield found
-    finally:
-        _collected.reset(token)
+class collecting:
+    """Collect the futures of the refs pickled in this block: ``with collecting() as c``.
+    (A class, not a generator: it wraps every sealed value, on the hot path.)"""
+
+    __slots__ = ("found", "token")
+
+    def __enter__(self) -> list:
+        self.found = []
+        self.token = _collected.set(self.found)
+        return self.found
+
+    def __exit__(self, *exc) -> None:
+        _collected.reset(self.token)
 
 
 def pickled(fut) -> None:
@@ -74,9 +86,7 @@ def pickled(fut) -> None:
 
 def pin_to_job(fut) -> None:
     """Keep ``fut``'s key until the job ends (a ref pickled outside raycompat's control)."""
-    from raycompat._dask import batching, session
-
-    job = session.current_job_id()
+    job = _job_id()
     client = fut.client
     if client is None or job is None:
         return
@@ -94,34 +104,36 @@ def contain(client, container: str, futures: list) -> None:
     before anyone reads the value."""
     if not futures:
         return
-    from raycompat._dask import batching
-
-    batching.flush(client)
-    keys = list(dict.fromkeys(f.key for f in futures))
     if not plugin_present(client):
         for fut in futures:
             pin_to_job(fut)
         return
+    batching.flush(client)
+    keys = list(dict.fromkeys(f.key for f in futures))
     _send_and_wait(client, {"op": "raycompat-contain", "container": container, "keys": keys})
 
 
 # ---------------------------------------------------------------- unpickling refs in
 
 
-@contextlib.contextmanager
-def rebinding():
-    """Refs unpickled in this block are desired in one acknowledged message at its end."""
-    if _rebinding.get() is not None:
-        yield
-        return
-    fresh: list = []
-    token = _rebinding.set(fresh)
-    try:
-        yield
-    finally:
-        _rebinding.reset(token)
-        if fresh:
-            desire(fresh)
+class rebinding:
+    """Refs unpickled in this block are desired in one acknowledged message at its end
+    (nested blocks join the outermost). A class: it wraps every value read."""
+
+    __slots__ = ("fresh", "token")
+
+    def __enter__(self) -> None:
+        if _rebinding.get() is None:
+            self.fresh = []
+            self.token = _rebinding.set(self.fresh)
+        else:
+            self.token = None
+
+    def __exit__(self, *exc) -> None:
+        if self.token is not None:
+            _rebinding.reset(self.token)
+            if self.fresh:
+                desire(self.fresh)
 
 
 def rebound(fut) -> None:
@@ -147,11 +159,10 @@ def desire(futures: list) -> None:
         unknown = _send_and_wait(client, {"op": "raycompat-desire", "keys": keys})
         # A key may still be on its way to the scheduler from the process that made it
         # (its submission travels on that process's stream): ask again for a while.
-        for delay in UNKNOWN_RETRIES if unknown and not _on_loop(client) else ():
+        retries = iter(() if _on_loop(client) else UNKNOWN_RETRIES)
+        while unknown and (delay := next(retries, None)) is not None:
             time.sleep(delay)
             unknown = _send_and_wait(client, {"op": "raycompat-desire", "keys": unknown})
-            if not unknown:
-                break
         if unknown:
             lost = set(unknown)
             for fut in futs:
@@ -186,8 +197,6 @@ def _send_and_wait(client, msg: dict) -> list:
         with _waiting_lock:
             _waiting.pop(token, None)
         return []
-    from raycompat._dask import interrupts
-
     with interrupts.uninterruptible():
         entry[0].wait(ACK_TIMEOUT)
     with _waiting_lock:
@@ -214,26 +223,30 @@ def _on_loop(client) -> bool:
     except Exception:  # noqa: BLE001
         return False
     try:
-        import asyncio
-
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
 
 
 def plugin_present(client) -> bool:
-    """Whether the scheduler has the reference plugin (asked once per client)."""
-    present = _plugin_present.get(client.id)
+    """Whether the scheduler has the reference plugin."""
+    return scheduler_has(client, reference_plugin.NAME)
+
+
+def scheduler_has(client, plugin_name: str) -> bool:
+    """Whether ``client``'s scheduler runs the scheduler plugin ``plugin_name``: asked
+    once per client and plugin (not on the client's event loop, where it says no)."""
+    present = _scheduler_plugins.get((client.id, plugin_name))
     if present is None:
         if _on_loop(client):
             return False
         try:
-            present = bool(client.run_on_scheduler(reference_plugin.installed_remote))
+            present = bool(client.run_on_scheduler(reference_plugin.has_plugin_remote, name=plugin_name))
         except Exception:  # noqa: BLE001 - raycompat not importable on the scheduler
             present = False
-        _plugin_present[client.id] = present
+        _scheduler_plugins[(client.id, plugin_name)] = present
     return present
 
 
 def set_plugin_present(client, present: bool) -> None:
-    _plugin_present[client.id] = present
+    _scheduler_plugins[(client.id, reference_plugin.NAME)] = present

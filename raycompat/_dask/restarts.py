@@ -13,6 +13,8 @@ who did.
 
 from __future__ import annotations
 
+from raycompat._dask.reference_plugin import release_holder
+
 HOLDER = "raycompat-actor-"
 
 
@@ -63,7 +65,6 @@ def commit(dask_scheduler, actor_id, new_key):
 
 
 def forget(dask_scheduler, actor_id):
-    from raycompat._dask.reference_plugin import release_holder
 
     st = _registry(dask_scheduler).pop(actor_id, None)
     release_holder(dask_scheduler, HOLDER + actor_id)

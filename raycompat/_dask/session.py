@@ -31,7 +31,7 @@ from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import ledger as _ledger
 from raycompat._dask import latency, observability, output, reference_plugin, references, retries
-from raycompat._dask import host_pool, spawn_guard, streaming
+from raycompat._dask import host_pool, restarts, spawn_guard, streaming
 
 logger = logging.getLogger("raycompat")
 
@@ -131,8 +131,6 @@ class Session:
             delete_names(client, self.named_actors)
         _release_pins(client, self.job_id)
         try:
-            from raycompat._dask import restarts
-
             client.run_on_scheduler(restarts.forget_job, job=self.job_id)
         except Exception:  # noqa: BLE001 - best effort on a cluster we only joined
             pass
@@ -601,3 +599,6 @@ def embedded_ledger():
     if _context.current_task() is not None or _session is None:
         return _ledger.process_ledger()
     return _session.ledger
+
+
+references.set_job_source(current_job_id)  # refs the user pickles are pinned to the job
