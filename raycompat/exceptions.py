@@ -330,7 +330,20 @@ class ObjectFreedError(ObjectLostError):
 
 
 class OwnerDiedError(ObjectLostError):
-    pass
+    """The process that created the object (Ray's owner: the driver, task or actor that
+    called ``ray.put`` or ``.remote()``) has died while a reference to it remains.
+    ``owner_address`` is, on raycompat, the Dask address of that process, if known."""
+
+    def __str__(self):
+        return (
+            self._base_str()
+            + "\n\n"
+            + "The object's owner has exited. This is the Python "
+            "worker that first created the ObjectRef via `.remote()` or "
+            "`ray.put()`. Check cluster logs (`/tmp/ray/session_latest/logs`) for more "
+            "information about the Python worker failure."
+            + (f"\n\nOwner address: {self.owner_address}." if isinstance(self.owner_address, str) else "")
+        )
 
 
 class ObjectReconstructionFailedError(ObjectLostError):

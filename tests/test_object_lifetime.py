@@ -266,28 +266,54 @@ def test_force_cancel_does_not_kill_actors(ray, tmp_path):
 # ---------------------------------------------------------------- 6. lost objects raise
 
 
-def test_get_of_an_object_whose_owner_died_never_waits(ray):
-    """An actor ``put``s an object and its process dies. Ray 2.60 (checked): the value,
-    which the node's object store still holds. raycompat keeps an actor's or task's
-    ``put`` in that process's memory (see README, "Differences from Ray"), so it is gone
-    with it: ``ObjectLostError``, at once. Neither engine waits."""
+def _get_until_owner_died(ray, ref) -> None:
+    """``get`` ``ref`` until it raises ``OwnerDiedError``: Ray returns the value until
+    its owner's death has reached the driver (about a second), raycompat raises at once.
+    No single ``get`` may wait."""
+    deadline = time.monotonic() + 30
+    while True:
+        start = time.monotonic()
+        try:
+            ray.get(ref, timeout=30)
+        except ray.exceptions.OwnerDiedError as e:
+            assert isinstance(e, ray.exceptions.ObjectLostError)
+            assert "The object's owner has exited" in str(e)
+            return
+        finally:
+            assert time.monotonic() - start < 10
+        assert time.monotonic() < deadline, "the owner's death never reached get"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("size", [4_000, 1_000_000])
+def test_get_of_a_put_whose_actor_died_raises_owner_died(ray, size):
+    """An actor ``put``s an object, returns its ref nested, and exits. Ray 2.60 (checked):
+    ``get`` returns the value until the death is known (a second), then raises
+    ``OwnerDiedError``, for small and large objects alike."""
 
     @ray.remote(max_restarts=0)
     class Owner:
-        def make(self):
-            return [ray.put("data" * 1000)]
+        def make(self, n):
+            return [ray.put("d" * n)]
 
         def die(self):
             os._exit(1)
 
     owner = Owner.remote()
-    box = ray.get(owner.make.remote(), timeout=60)
+    box = ray.get(owner.make.remote(size), timeout=60)
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(owner.die.remote(), timeout=60)
-    start = time.monotonic()
-    if ON_RAY:
-        assert ray.get(box[0], timeout=60) == "data" * 1000
-    else:
-        with pytest.raises(ray.exceptions.ObjectLostError):
-            ray.get(box[0], timeout=60)
-    assert time.monotonic() - start < 30
+    _get_until_owner_died(ray, box[0])
+
+
+def test_get_of_a_put_whose_task_worker_died_raises_owner_died(ray):
+    """A task ``put``s an object and returns its ref nested; then its worker process is
+    killed. Ray 2.60 (checked): ``OwnerDiedError`` (the task's worker owns its puts)."""
+
+    @ray.remote(max_retries=0)
+    def make():
+        return [ray.put("d" * 100_000), os.getpid()]
+
+    ref, pid = ray.get(make.remote(), timeout=60)
+    os.kill(pid, 9)
+    _get_until_owner_died(ray, ref)

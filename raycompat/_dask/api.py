@@ -21,7 +21,7 @@ from distributed.client import FutureCancelledError
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
-from raycompat._dask import interrupts
+from raycompat._dask import interrupts, keys
 from raycompat._dask import references
 from raycompat._dask import session as _session
 from raycompat._dask.ledger import process_ledger
@@ -145,6 +145,9 @@ def translate_error(exc: BaseException, ref: ObjectRef) -> BaseException:
         reason = str(getattr(exc, "reason", "") or "")
         if "scheduler-connection-lost" in reason:
             return rex.RaySystemError(f"the connection to the Dask scheduler was lost ({exc})")
+        if keys.owned_by_worker(ref._key):
+            # A task's or actor's put, gone with the process that made it.
+            return rex.OwnerDiedError(ref.hex(), None, "")
         return rex.ObjectLostError(ref.hex(), None, "")
     return rex.RaySystemError(exc)
 
@@ -264,10 +267,11 @@ def put(value, *, _owner=None) -> ObjectRef:
             sealed = Sealed.seal(value, copy=_context.current_task() is not None)
     except Exception as e:  # noqa: BLE001 - Ray's message names the value's type
         raise TypeError(f"Could not serialize the put value {value!r}:\n{type(e).__name__}: {e}") from e
-    kwargs = {"hash": False}
-    if _context.current_task() is not None:
-        kwargs["workers"] = [distributed.get_worker().address]
-    fut = client.scatter(sealed, **kwargs)
+    # Inside a task or actor the object stays in this process, its owner (Ray's word).
+    in_worker = _context.current_task() is not None
+    key = keys.put_key(in_worker)
+    workers = [distributed.get_worker().address] if in_worker else None
+    fut = client.scatter({key: sealed}, workers=workers, hash=False)[key]
     # The refs inside live as long as the object (``value`` holds them until now).
     references.contain(client, fut.key, inner)
     return ObjectRef(fut, None, None)

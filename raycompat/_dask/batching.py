@@ -12,6 +12,12 @@ submission order, so a task never reaches the scheduler before a task it depends
 Messages that name a queued key by other routes (pinning a ref that escapes into data,
 ``ray.cancel``) flush the queue first.
 ``RAYCOMPAT_BATCH_SUBMIT=0`` turns it off (one ``client.submit`` per call).
+
+Every task of a job belongs to one Dask span, ``raycompat-job-<id>`` (unless the user
+opens a span of their own with ``distributed.span``). Dask otherwise opens a new
+"default" span whenever the previous one has finished, which for a Ray program is every
+burst of calls: each span, and the metrics every worker keeps per span, lived for the
+cluster's life, so a long-running driver's cluster grew without end.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from dask._task_spec import Task, parse_input
 from distributed import Future
 from distributed.spans import SpanMetadata
 from distributed.worker import thread_state
+
+from raycompat._dask import context
 
 ENABLED = os.environ.get("RAYCOMPAT_BATCH_SUBMIT", "1") != "0"
 
@@ -48,7 +56,7 @@ class SubmitBatcher:
 
     def submit(self, key: str, func, args: tuple, placement: dict) -> Future:
         """Queue ``func(*args)`` under ``key``; returns its future at once."""
-        annotations = dask.get_annotations()
+        annotations = with_job_span(dask.get_annotations())
         # Inside a task, Dask ranks the subtasks it submits above their parent.
         parent = getattr(thread_state, "key", None)
         fut = Future(key, self.client)
@@ -101,7 +109,9 @@ class SubmitBatcher:
                     internal_priority={k: i for i, k in enumerate(keys)},
                     resources=placement.get("resources"),
                     fifo_timeout="100 ms",
-                    span_metadata=SpanMetadata(collections=[{"type": "Future"}]),
+                    # A job's span lives long: do not grow its list of collections.
+                    span_metadata=SpanMetadata() if _is_job_span(annotations)
+                    else SpanMetadata(collections=[{"type": "Future"}]),
                 )
         finally:
             if parent is not None:
@@ -112,6 +122,28 @@ class SubmitBatcher:
 
 
 _UNSET = object()
+_job_spans: dict = {}  # job id -> its span annotation
+_JOB_SPAN_PREFIX = "raycompat-job-"
+
+
+def with_job_span(annotations: dict) -> dict:
+    """``annotations`` with the current job's span, unless the caller opened a span."""
+    if "span" in annotations:
+        return annotations
+    job = context.current_job_id()
+    if job is None:
+        return annotations
+    span = _job_spans.get(job)
+    if span is None:
+        name = _JOB_SPAN_PREFIX + job
+        span = _job_spans.setdefault(job, {"name": (name,), "ids": (name,)})
+    return {**annotations, "span": span}
+
+
+def _is_job_span(annotations: dict) -> bool:
+    # Inside a task, Dask hands the task's own span down (its tuples now lists).
+    span = annotations.get("span")
+    return bool(span) and str(span["ids"][-1]).startswith(_JOB_SPAN_PREFIX)
 
 
 class _nothing:
@@ -139,7 +171,8 @@ def flush(client) -> None:
 def submit(client, func, *args, key: str, **placement) -> Future:
     """``client.submit(func, *args, key=key, pure=False, **placement)``, batched."""
     if not ENABLED:
-        return client.submit(func, *args, key=key, pure=False, **placement)
+        with dask.annotate(**with_job_span(dask.get_annotations())):
+            return client.submit(func, *args, key=key, pure=False, **placement)
     batcher = _batchers.get(client)
     if batcher is None:
         with _batchers_lock:

@@ -60,6 +60,23 @@ def set_current_task(ctx: Optional[TaskContext]) -> Optional[TaskContext]:
     return prev
 
 
+#: The driver's job id (the session module, above this one, registers its lookup).
+_driver_job: Callable[[], Optional[str]] = lambda: None
+
+
+def set_driver_job_source(source: Callable[[], Optional[str]]) -> None:
+    global _driver_job
+    _driver_job = source
+
+
+def current_job_id() -> Optional[str]:
+    """The job this thread works for: its task's or actor's, else the driver's."""
+    ctx = current_task()
+    if ctx is not None:
+        return ctx.job_id
+    return _driver_job()
+
+
 def env_vars_for_call(session, runtime_env: Optional[dict]) -> Optional[dict]:
     """The env_vars a new task or actor runs with (Ray): the job's from the driver, the
     parent's inside a task or actor, overridden key by key by the call's own."""

@@ -22,6 +22,21 @@ def new_key(name: str) -> str:
     return f"{name}-{_prefix}{next(_counter):x}"
 
 
+#: ``ray.put`` keys: a driver's, and one made by a task or actor, whose owner (Ray's word)
+#: is that worker process: if it dies, ``get`` raises ``OwnerDiedError``, as on Ray.
+PUT = "put"
+WORKER_PUT = "worker-put"
+
+
+def put_key(in_worker: bool) -> str:
+    return new_key(WORKER_PUT if in_worker else PUT)
+
+
+def owned_by_worker(key) -> bool:
+    """Was ``key`` made by a ``put`` in a task or actor (see ``put_key``)?"""
+    return isinstance(key, str) and key.startswith(WORKER_PUT + "-")
+
+
 def _after_fork() -> None:
     global _prefix, _counter
     _prefix = uuid.uuid4().hex[:16]

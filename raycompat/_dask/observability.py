@@ -5,8 +5,8 @@ are not Dask tasks (they run inside the actor's shell, see ``actors.py``), so ea
 reports the calls it ran as one Dask event per batch (topic ``raycompat-actor-calls``,
 through the worker's existing stream to the scheduler). A page of ours,
 ``/raycompat/actors`` on the Dask dashboard's own HTTP server, lists them by
-``Class.method``; ``ray.timeline()`` merges Dask's task stream with them into Chrome-trace
-events, as Ray's timeline does.
+``Class.method``; ``ray.timeline()`` merges them with the tasks ``task_events.py`` records
+into Chrome-trace events, as Ray's timeline does.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import time
 from collections import defaultdict
 
 from distributed.diagnostics.plugin import SchedulerPlugin
+
+from raycompat._dask import task_events
 
 TOPIC = "raycompat-actor-calls"
 PAGE = "/raycompat/actors"
@@ -80,23 +82,22 @@ def timeline(client, since: float = 0.0) -> list[dict]:
     from dask.utils import key_split
 
     events = []
-    for t in client.get_task_stream(start=since):
-        for ss in t.get("startstops", ()):
-            if ss.get("action") != "compute":
-                continue
-            events.append(
-                {
-                    "cat": "task",
-                    "name": key_split(t["key"]),
-                    "pid": t.get("worker", ""),
-                    "tid": t.get("thread", 0),
-                    "ts": ss["start"] * 1e6,
-                    "dur": (ss["stop"] - ss["start"]) * 1e6,
-                    "ph": "X",
-                    "cname": "generic_work",
-                    "args": {"key": str(t["key"]), "status": t.get("status")},
-                }
-            )
+    for key, worker, thread, start, stop, status in client.run_on_scheduler(
+        task_events.collect_remote, since=since
+    ):
+        events.append(
+            {
+                "cat": "task",
+                "name": key_split(key),
+                "pid": worker or "",
+                "tid": thread or 0,
+                "ts": start * 1e6,
+                "dur": (stop - start) * 1e6,
+                "ph": "X",
+                "cname": "generic_work",
+                "args": {"key": str(key), "status": status},
+            }
+        )
     for _, msg in client.get_events(TOPIC):
         for name, start, stop, tid in msg.get("calls", ()):
             if stop < since:

@@ -26,9 +26,9 @@ import contextvars
 import itertools
 import threading
 import time
-from typing import Callable, Optional
+from typing import Optional
 
-from raycompat._dask import batching, interrupts, reference_plugin
+from raycompat._dask import batching, context, interrupts, reference_plugin
 
 #: While set, refs being pickled are collected into this list (a value being sealed).
 _collected: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("raycompat_collected", default=None)
@@ -47,15 +47,6 @@ _tokens = itertools.count()
 _waiting: dict = {}  # token -> [threading.Event, unknown keys]
 _waiting_lock = threading.Lock()
 _scheduler_plugins: dict = {}  # (client id, plugin name) -> bool
-#: The current job's id (``session.current_job_id``, registered by the session module,
-#: which sits above this one).
-_job_id: Callable[[], Optional[str]] = lambda: None
-
-
-def set_job_source(source: Callable[[], Optional[str]]) -> None:
-    global _job_id
-    _job_id = source
-
 
 # ---------------------------------------------------------------- pickling refs out
 
@@ -86,7 +77,7 @@ def pickled(fut) -> None:
 
 def pin_to_job(fut) -> None:
     """Keep ``fut``'s key until the job ends (a ref pickled outside raycompat's control)."""
-    job = _job_id()
+    job = context.current_job_id()
     client = fut.client
     if client is None or job is None:
         return

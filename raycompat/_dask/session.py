@@ -31,7 +31,7 @@ from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import ledger as _ledger
 from raycompat._dask import latency, observability, output, reference_plugin, references, retries
-from raycompat._dask import host_pool, restarts, spawn_guard, streaming
+from raycompat._dask import host_pool, restarts, spawn_guard, streaming, task_events
 
 logger = logging.getLogger("raycompat")
 
@@ -305,6 +305,7 @@ def _register_driver(session) -> None:
         references.set_plugin_present(
             session.client, session.client.run_on_scheduler(reference_plugin.install_remote)
         )
+        session.client.run_on_scheduler(task_events.install_remote)
     except Exception as e:  # noqa: BLE001 - e.g. raycompat not importable on the scheduler
         warnings.warn(
             f"raycompat could not register this driver with the scheduler ({e}); its pinned refs "
@@ -442,6 +443,7 @@ def _start_embedded(
         cluster.scheduler.add_plugin(page)
         page.start(cluster.scheduler)  # add_plugin on a running scheduler does not start it
         reference_plugin.install(cluster.scheduler)
+        task_events.install(cluster.scheduler)
         host_pool.install(cluster)
         intervals = latency.StreamIntervalPlugin()
         cluster.scheduler.add_plugin(intervals)
@@ -450,7 +452,6 @@ def _start_embedded(
         # scheduler, which shares this process's event loop: 2,000 empty tasks 1,400-1,520/s
         # -> 1,530-1,710/s (interleaved runs).
         client = distributed.Client(cluster, set_as_default=False, direct_to_workers=True)
-        client.get_task_stream()  # start recording the task stream for ray.timeline()
     references.set_plugin_present(client, True)
     session = Session(client, cluster, True, namespace, job_id, ledger, tmpdir, runtime_env)
     if include_dashboard is False:
@@ -581,11 +582,11 @@ def client_for_rebind() -> distributed.Client:
     return s.client
 
 
-def current_job_id() -> Optional[str]:
-    ctx = _context.current_task()
-    if ctx is not None:
-        return ctx.job_id
+def _driver_job_id() -> Optional[str]:
     return _session.job_id if _session is not None else None
+
+
+current_job_id = _context.current_job_id
 
 
 def current_namespace() -> Optional[str]:
@@ -601,4 +602,4 @@ def embedded_ledger():
     return _session.ledger
 
 
-references.set_job_source(current_job_id)  # refs the user pickles are pinned to the job
+_context.set_driver_job_source(_driver_job_id)
