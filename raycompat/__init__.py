@@ -17,11 +17,10 @@ The Dask mapping lives in ``raycompat._dask``; this module only re-exports Ray's
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import inspect as _inspect
 
 from raycompat import actor, exceptions, util
+from raycompat._version import __version__
 from raycompat.actor import ActorClass, ActorHandle, method
 from raycompat._dask.api import cancel, get, put, wait
 from raycompat._dask.cluster_info import available_resources, cluster_resources, nodes
@@ -31,6 +30,10 @@ from raycompat._dask.session import RayContext, init, is_initialized, shutdown
 from raycompat._private import options as _options
 from raycompat.remote_function import RemoteFunction
 from raycompat.runtime_context import get_runtime_context
+from raycompat._dask import observability as _observability
+from raycompat._dask import session as _session
+from raycompat.runtime_context import _gpu_ids
+from raycompat._dask import actor_api as _actor_api
 
 _REMOTE_USAGE = (
     "The @ray.remote decorator must be applied either with no arguments and no "
@@ -72,10 +75,8 @@ def timeline(filename=None):
     """
     import json
 
-    from raycompat._dask import observability, session
-
-    s = session.current_session()
-    events = observability.timeline(s.client, since=s.started)
+    s = _session.current_session()
+    events = _observability.timeline(s.client, since=s.started)
     if filename is None:
         return events
     with open(filename, "w") as f:
@@ -85,26 +86,24 @@ def timeline(filename=None):
 
 def get_gpu_ids() -> list:
     """The GPU ids assigned to the current task ([] on the driver and without GPUs)."""
-    from raycompat.runtime_context import _gpu_ids
 
     return _gpu_ids()
 
 
 def kill(actor, *, no_restart=True):
     """Kill an actor at once: its pending and later calls raise ActorDiedError."""
-    from raycompat._dask import actor_api
 
-    return actor_api.kill(actor, no_restart=no_restart)
+    return _actor_api.kill(actor, no_restart=no_restart)
 
 
 def get_actor(name: str, namespace=None):
     """The handle of the named actor ``name`` (in ``namespace``, default: this job's)."""
-    from raycompat._dask import actor_api
 
-    return actor_api.get_actor(name, namespace)
+    return _actor_api.get_actor(name, namespace)
 
 
 __all__ = [
+    "__version__",
     "ActorClass",
     "ActorHandle",
     "actor",

@@ -8,6 +8,13 @@ import inspect
 from typing import Optional
 
 from raycompat import exceptions as rex
+from raycompat._private.runtime_env import validate_runtime_env
+from raycompat._dask import context as _context
+from raycompat._dask.actors import ActorExit
+from raycompat.dag.class_node import ClassNode
+from raycompat._dask import actor_api as _actor_api
+from raycompat.dag.class_node import bind_actor_method
+from raycompat._private.options import validate_num_returns
 
 actor_options_names = (
     "label_selector", "fallback_strategy", "accelerator_type", "memory", "name", "num_cpus",
@@ -25,7 +32,6 @@ def validate_actor_options(options: dict) -> None:
             raise ValueError(
                 f"Invalid option keyword {k} for actors. Valid ones are {list(actor_options_names)}."
             )
-    from raycompat._private.runtime_env import validate_runtime_env
 
     validate_runtime_env(options.get("runtime_env"))
     if options.get("lifetime") not in (None, "detached", "non_detached"):
@@ -57,8 +63,6 @@ def method(*args, **kwargs):
 
     def annotate(fn):
         if "num_returns" in kwargs:
-            from raycompat._private.options import validate_num_returns
-
             is_generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
             validate_num_returns(is_generator, kwargs["num_returns"], stacklevel=3)
             fn.__ray_num_returns__ = kwargs["num_returns"]
@@ -75,10 +79,8 @@ def method(*args, **kwargs):
 
 def exit_actor():
     """End the current actor from inside one of its methods (Ray's ``exit_actor``)."""
-    from raycompat._dask import context
-    from raycompat._dask.actors import ActorExit
 
-    ctx = context.current_task()
+    ctx = _context.current_task()
     if ctx is None or getattr(ctx, "actor", None) is None:
         raise TypeError("exit_actor API is called on a non-actor worker, a driver or a task.")
     raise ActorExit()
@@ -151,21 +153,16 @@ class ActorClass:
                 return parent._remote(args, kwargs, merged)
 
             def bind(self, *args, **kwargs):
-                from raycompat.dag.class_node import ClassNode
-
                 return ClassNode(parent, args, kwargs, merged)
 
         return ActorOptionWrapper()
 
     def bind(self, *args, **kwargs):
         """Ray DAG: a ``ClassNode`` (``raycompat.dag``); each ``execute()`` starts an actor."""
-        from raycompat.dag.class_node import ClassNode
 
         return ClassNode(self, args, kwargs, self._default_options)
 
     def _remote(self, args, kwargs, options) -> "ActorHandle":
-        from raycompat._dask import actor_api
-
         init = getattr(self.__ray_actor_class__, "__init__", None)
         if init is not None and init is not object.__init__:
             try:
@@ -174,7 +171,7 @@ class ActorClass:
             except (TypeError, ValueError) as e:
                 if isinstance(e, TypeError):
                     raise TypeError(str(e)) from None
-        return actor_api.create(self, args, kwargs, options)
+        return _actor_api.create(self, args, kwargs, options)
 
 
 class ActorMethod:
@@ -198,21 +195,17 @@ class ActorMethod:
                 self._meta.signature.bind(*args, **kwargs)
             except TypeError as e:
                 raise TypeError(str(e)) from None
-        from raycompat._dask import actor_api
 
-        return actor_api.call(self._handle, self._meta.name, args, kwargs, self._num_returns)
+        return _actor_api.call(self._handle, self._meta.name, args, kwargs, self._num_returns)
 
     def options(self, **options):
         if "num_returns" in options:
-            from raycompat._private.options import validate_num_returns
-
             validate_num_returns(self._meta.is_generator, options["num_returns"], stacklevel=3)
         num_returns = options.get("num_returns", self._num_returns)
         return ActorMethod(self._handle, self._meta, num_returns)
 
     def bind(self, *args, **kwargs):
         """Ray DAG: a ``ClassMethodNode`` calling this actor (``raycompat.dag``)."""
-        from raycompat.dag.class_node import bind_actor_method
 
         return bind_actor_method(self._handle, self._meta.name, self._meta.signature, self._num_returns, args, kwargs)
 
@@ -258,9 +251,7 @@ class ActorHandle:
         return f"Actor({self._class_name}, {self._actor_id})"
 
     def __reduce__(self):
-        from raycompat._dask import actor_api
-
-        return actor_api.reduce_handle(self)
+        return _actor_api.reduce_handle(self)
 
     def _actor_id_hex(self):
         return self._actor_id

@@ -2,7 +2,7 @@
 
 Every class a Ray program can catch is defined here with Ray's bases, so ``except
 ray.exceptions.X`` keeps working after the import swap. The engine layer raises them
-(see ``raycompat/_dask/errors.py`` for the table mapping Dask failures onto them).
+(``raycompat/_dask/api.py``'s ``translate_error`` maps Dask's failures onto them).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Optional
 
 logger = logging.getLogger(__name__)
 
+# colorama's Fore.CYAN and Fore.RESET, as Ray's task-error header uses them.
 _CYAN = "\x1b[36m"
-_RESET = "\x1b[39m"
+_RESET_FOREGROUND = "\x1b[39m"
 
 
 class RayError(Exception):
@@ -113,7 +114,6 @@ class RayTaskError(RayError):
 
         class cls(RayTaskError, cause_cls):
             if group:
-
                 def __new__(klass, cause):
                     return super().__new__(klass, cause.message, cause.exceptions)
 
@@ -169,7 +169,7 @@ class RayTaskError(RayError):
         out = []
         for line in self.traceback_str.strip().split("\n"):
             if line.startswith("Traceback "):
-                header = f"{_CYAN}{self.proctitle}(){_RESET} (pid={self.pid}, ip={self.ip}"
+                header = f"{_CYAN}{self.proctitle}(){_RESET_FOREGROUND} (pid={self.pid}, ip={self.ip}"
                 if self.actor_repr:
                     header += f", actor_id={self._actor_id}, repr={self.actor_repr})"
                 else:

@@ -11,6 +11,8 @@ import inspect
 from typing import Any
 
 from raycompat._private import options as _options
+from raycompat.dag.function_node import FunctionNode
+from raycompat._dask import submit as _submit
 
 
 class RemoteFunction:
@@ -77,13 +79,10 @@ class RemoteFunction:
 
     def _bind(self, args, kwargs, options):
         """Ray DAG: a ``FunctionNode`` (``raycompat.dag``); nothing runs until ``execute()``."""
-        from raycompat.dag.function_node import FunctionNode
 
         return FunctionNode(self, args, kwargs, options)
 
     def _remote(self, args, kwargs, options: dict[str, Any]):
-        from raycompat._dask import submit as _submit
-
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as e:

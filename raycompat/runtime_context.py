@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 from typing import Any, Optional
+from raycompat._dask import context as _task_context
+from raycompat._dask import session as _session
+from raycompat._dask.actor_api import handle_of_shell
 
 
 class RuntimeContext:
     """Ray's ``RuntimeContext``."""
 
     def _task(self):
-        from raycompat._dask import context
-
-        return context.current_task()
+        return _task_context.current_task()
 
     def get(self) -> dict:
         """Ray's dict: ``task_id`` and ``actor_id`` only inside a task or actor."""
@@ -37,10 +38,8 @@ class RuntimeContext:
             raise error("This method is only available when the process is a worker. Current mode: 0")
 
     def get_job_id(self) -> str:
-        from raycompat._dask import session
-
-        session.current_session()
-        return session.current_job_id()
+        _session.current_session()
+        return _session.current_job_id()
 
     def get_task_id(self) -> Optional[str]:
         t = self._task()
@@ -59,14 +58,12 @@ class RuntimeContext:
         return t.function_name if t is not None else None
 
     def get_node_id(self) -> str:
-        from raycompat._dask import session
-
-        s = session.current_session()
+        s = _session.current_session()
         if self._task() is not None or s is None:
             import distributed
 
-            return session.node_id_of_host(distributed.get_worker().ip)
-        return session.node_id_of_host(session._host_of(s.client.scheduler.address))
+            return _session.node_id_of_host(distributed.get_worker().ip)
+        return _session.node_id_of_host(_session._host_of(s.client.scheduler.address))
 
     def get_worker_id(self) -> str:
         import hashlib
@@ -76,9 +73,7 @@ class RuntimeContext:
 
             ident = distributed.get_worker().address
         else:
-            from raycompat._dask import session
-
-            ident = session.current_session().client.id
+            ident = _session.current_session().client.id
         return hashlib.blake2b(ident.encode(), digest_size=28).hexdigest()
 
     def _actor(self):
@@ -96,10 +91,8 @@ class RuntimeContext:
 
     @property
     def namespace(self) -> str:
-        from raycompat._dask import session
-
-        session.current_session()
-        return session.current_namespace()
+        _session.current_session()
+        return _session.current_namespace()
 
     @property
     def was_current_actor_reconstructed(self) -> bool:
@@ -113,7 +106,6 @@ class RuntimeContext:
         a = self._actor()
         if a is None:
             raise RuntimeError("This method is only available in an actor.")
-        from raycompat._dask.actor_api import handle_of_shell
 
         return handle_of_shell(a)
 
@@ -128,16 +120,12 @@ class RuntimeContext:
 
     @property
     def gcs_address(self) -> str:
-        from raycompat._dask import session
-
-        return session.current_session().client.scheduler.address
+        return _session.current_session().client.scheduler.address
 
     def get_runtime_env_string(self) -> str:
         import json
 
-        from raycompat._dask import session
-
-        s = session.current_session()
+        s = _session.current_session()
         return json.dumps(s.runtime_env if s is not None else {})
 
     @property

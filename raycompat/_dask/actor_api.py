@@ -32,12 +32,14 @@ from raycompat._dask.keys import new_key
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.streaming import ObjectRefGenerator
 from raycompat._private import options as _options
+from raycompat._dask.submit import _warn_infeasible
+from raycompat._dask.submit import _strategy
+from raycompat._dask import lifetime
 
 #: One Caller per (actor, client) in this process, held strongly by the handles only: when
 #: the last handle goes, so does the Caller and its creation future, and Dask drops the actor.
 _callers: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
 _callers_lock = threading.Lock()
-_killed: set = set()
 
 
 def _variable_names(namespace: str, name: str):
@@ -78,7 +80,7 @@ def _lookup(client, namespace: str, name: str):
 
 @interrupts.api_call
 def create(actor_class, args, kwargs, options: dict):
-    from raycompat.actor import ActorHandle
+    from raycompat.actor import ActorHandle  # late: raycompat.actor imports this module
 
     _session.current_session()
     client = _session.client()
@@ -109,8 +111,6 @@ def create(actor_class, args, kwargs, options: dict):
     placement_request = explicit if (explicit or options.get("num_cpus") == 0) else {"CPU": 1.0}
     ledger = _session.embedded_ledger()
     if ledger is not None and not ledger.feasible(placement_request):
-        from raycompat._dask.submit import _warn_infeasible
-
         _warn_infeasible(actor_class._class_name, placement_request, f"node totals {ledger.totals}")
     concurrent = bool(actor_class._is_async or max_concurrency > 1 or options.get("concurrency_groups"))
     session = _session.current_session(auto_init=False)
@@ -141,8 +141,6 @@ def create(actor_class, args, kwargs, options: dict):
     if resources and _session.embedded_ledger() is None:
         placement["resources"] = resources
     if options.get("scheduling_strategy") not in (None, "DEFAULT"):
-        from raycompat._dask.submit import _strategy
-
         strategy = _strategy(client, options)
         if "unschedulable" in strategy:
             raise rex.ActorUnschedulableError(strategy["unschedulable"])
@@ -175,8 +173,6 @@ def create(actor_class, args, kwargs, options: dict):
             if session is not None:
                 session.named_actors.append((var_name, meta_name))
                 if session.lifetime_registered:
-                    from raycompat._dask import lifetime
-
                     client.run_on_scheduler(
                         lifetime.register_names, client_id=client.id, names=[var_name, meta_name]
                     )
@@ -187,7 +183,7 @@ def create(actor_class, args, kwargs, options: dict):
 
 
 def _handle_from(creation: Future, meta: dict):
-    from raycompat.actor import ActorHandle
+    from raycompat.actor import ActorHandle  # late: raycompat.actor imports this module
 
     return ActorHandle(meta["actor_id"], creation, meta["class_name"], meta["methods"], meta["is_async"],
                        meta.get("name"), meta.get("namespace"), meta.get("concurrent", False))
@@ -230,7 +226,7 @@ def call(handle, method: str, args, kwargs, num_returns):
         wire_returns = ("streaming", caller.client.id)  # the shell publishes to this client
     else:
         wire_returns = num_returns
-    if handle._actor_id in _killed:
+    if caller.killed:  # ray.kill'ed from this process: fail at once
         backing._finish("error", exception=actor_died(handle._actor_id, handle._class_name, KILLED))
     else:
         if held:
@@ -267,7 +263,7 @@ def current_creation(handle):
 
 
 def _rebuild_handle(actor_id, creation_key, class_name, methods, is_async, name, namespace, concurrent=False):
-    from raycompat.actor import ActorHandle
+    from raycompat.actor import ActorHandle  # late: raycompat.actor imports this module
 
     fut = _refs.rebind(_session.client_for_rebind(), creation_key)
     return ActorHandle(actor_id, fut, class_name, methods, is_async, name, namespace, concurrent)
@@ -288,13 +284,12 @@ def handle_of_shell(shell):
 
 @interrupts.api_call
 def kill(handle, no_restart: bool = True) -> None:
-    from raycompat.actor import ActorHandle
+    from raycompat.actor import ActorHandle  # late: raycompat.actor imports this module
 
     if not isinstance(handle, ActorHandle):
         raise ValueError(
             f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(handle)}."
         )
-    _killed.add(handle._actor_id)
     caller = _caller_for(handle)
     caller.killed = True
     client = caller.client
@@ -376,3 +371,12 @@ def delete_names(client, names, timeout: float = 10.0) -> None:
         except Exception:  # noqa: BLE001 - scheduler gone: nothing left to delete
             return
         time.sleep(0.02)
+
+
+def _delete_job_names(session) -> None:
+    """At ``shutdown()``: the names of this job's non-detached actors go (Ray)."""
+    if session.named_actors:
+        delete_names(session.client, session.named_actors)
+
+
+_session.on_teardown(_delete_job_names)

@@ -56,6 +56,12 @@ from raycompat._dask.actor_host import host_actor
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
 from raycompat._dask.worker_task import _drain, _task_error_text, shape_returns
+from raycompat._dask import api
+from raycompat._dask.refs import ObjectRef
+from raycompat._dask import refs as _refs
+from raycompat._dask.ledger import process_ledger
+from raycompat._dask import batching
+from raycompat._dask.observability import TOPIC
 
 
 def actor_died(actor_id: str, class_name: str, reason: str) -> rex.ActorDiedError:
@@ -146,7 +152,6 @@ class Shell:
                 )
         # Resources: like Ray, an actor needs its request (default 1 CPU) to be placed and
         # holds only what was asked for explicitly while it lives (embedded cluster ledger).
-        from raycompat._dask.ledger import process_ledger
 
         self.ledger = process_ledger()
         self.held = None
@@ -429,8 +434,6 @@ class Shell:
         """Send the calls run since the last report as one Dask event (see observability)."""
         records, self.records = self.records, []
         if records and self.worker is not None:
-            from raycompat._dask.observability import TOPIC
-
             self.worker.log_event(
                 TOPIC, {"actor_id": self.actor_id, "worker": self.worker.address, "pid": self.pid,
                         "calls": records}
@@ -471,8 +474,6 @@ def _resolve_args(args_blob):
     """Unpickle a call's arguments and replace top-level ObjectRefs by their values."""
     if args_blob is None:
         return (), {}
-    from raycompat._dask import api
-    from raycompat._dask.refs import ObjectRef
 
     with references.rebinding():
         args, kwargs, top = pickle.loads(args_blob)
@@ -654,7 +655,6 @@ class ActorResult:
         """A Dask future for this result, for a task that takes it as an argument or a
         value that holds the ref. While the call runs, a placeholder task under this
         ref's key waits on the scheduler until ``_fill`` hands it the result."""
-        from raycompat._dask import batching
 
         with self._publish_lock:
             fut = self._dask_future
@@ -714,8 +714,6 @@ def await_filled():
     has ended: it leaves the worker's pool and waits on the scheduler for the result,
     which the caller hands over when the reply comes (``ActorResult._fill``)."""
     from distributed import get_client, get_worker, secede
-
-    from raycompat._dask import refs as _refs
 
     worker = get_worker()
     key = worker.get_current_task()
@@ -938,7 +936,6 @@ class Caller:
 
     def _follow(self, creation, rebound: bool) -> None:
         """Send later calls to a new incarnation of the actor."""
-        from raycompat._dask import refs as _refs
 
         if rebound:
             _refs.ask(creation)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import time
+import weakref
 from typing import Optional
 
 import distributed
@@ -28,9 +29,23 @@ from raycompat._dask.ledger import process_ledger
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed
 from raycompat._dask.streaming import ObjectRefGenerator, StreamEnd
+from raycompat._dask import batching
 
-#: Keys cancelled with ``ray.cancel``: their ``get`` raises TaskCancelledError.
-_cancelled: set = set()
+#: Keys cancelled with ``ray.cancel`` (their ``get`` raises TaskCancelledError), each with
+#: its client; a key this process no longer holds is dropped (see ``_mark_cancelled``).
+_cancelled: dict = {}
+_prune_cancelled_at = 1024
+
+
+def _mark_cancelled(key, client) -> None:
+    global _prune_cancelled_at
+    _cancelled[key] = weakref.ref(client)
+    if len(_cancelled) >= _prune_cancelled_at:
+        for k, c in list(_cancelled.items()):
+            live = c()
+            if live is None or k not in live.refcount:
+                _cancelled.pop(k, None)
+        _prune_cancelled_at = max(1024, 2 * len(_cancelled))
 
 
 # ---------------------------------------------------------------------------- blocking
@@ -374,12 +389,11 @@ def cancel(ref, *, force=False, recursive=True):
     fut = ref._future
     if fut.done():
         return None
-    _cancelled.add(ref._key)
+    client = fut.client
+    _mark_cancelled(ref._key, client)
     if type(fut) is not Future:  # an actor call: queued ones never run
         fut.cancel_on_actor()
         return None
-    client = fut.client
-    from raycompat._dask import batching
 
     batching.flush(client)  # a queued task must reach the scheduler before its cancel
     try:

@@ -33,9 +33,11 @@ import uuid
 from typing import Optional
 
 from raycompat._dask import context as _context
+from raycompat._dask.ledger import process_ledger
 
 TOPIC_PREFIX = "raycompat-output-"
-_CYAN, _RESET = "\x1b[36m", "\x1b[0m"
+# colorama's Fore.CYAN and Style.RESET_ALL, as Ray's log prefixes use them.
+_CYAN, _RESET_ALL = "\x1b[36m", "\x1b[0m"
 
 
 # ============================================================================ worker side
@@ -135,8 +137,6 @@ def install() -> None:
             return
         from distributed import get_worker
 
-        from raycompat._dask.ledger import process_ledger
-
         worker = get_worker()
         echo = process_ledger() is None  # a joined cluster: keep the worker's own log
         out = _Capture(sys.stdout, "out", worker, echo)
@@ -190,7 +190,7 @@ class Printer:
             return
         stream = sys.stderr if msg["stream"] == "err" else sys.stdout
         ip = "" if msg["ip"] in self.local_ips else f", ip={msg['ip']}"
-        pre, post = ("", "") if os.environ.get("RAY_COLOR_PREFIX") == "0" else (_CYAN, _RESET)
+        pre, post = ("", "") if os.environ.get("RAY_COLOR_PREFIX") == "0" else (_CYAN, _RESET_ALL)
         head = f"{pre}({msg['name']} pid={msg['pid']}{ip}){post} "
         try:
             stream.write("".join(f"{head}{line}\n" for line in msg["lines"]))

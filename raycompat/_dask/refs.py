@@ -25,6 +25,7 @@ from typing import Optional
 from distributed import Future
 
 from raycompat._dask import interrupts, references
+from raycompat._dask import session
 
 
 class ObjectRef:
@@ -75,7 +76,7 @@ class ObjectRef:
     # futures and await --------------------------------------------------------
     def future(self) -> concurrent.futures.Future:
         """A ``concurrent.futures.Future`` resolved with the value (or Ray's error)."""
-        from raycompat._dask import api
+        from raycompat._dask import api  # late: api imports this module
 
         cf: concurrent.futures.Future = concurrent.futures.Future()
 
@@ -95,14 +96,12 @@ class ObjectRef:
         return asyncio.wrap_future(self.future()).__await__()
 
     def _on_completed(self, callback):
-        from raycompat._dask import api
+        from raycompat._dask import api  # late: api imports this module
 
         self._future.add_done_callback(lambda _: callback(api.get_one(self, timeout=None)))
 
 
 def _rebuild_ref(key, index, task_name=None) -> ObjectRef:
-    from raycompat._dask import session
-
     return ObjectRef(rebind(session.client_for_rebind(), key), index, task_name)
 
 

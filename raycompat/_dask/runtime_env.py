@@ -381,7 +381,6 @@ def pack_directory(path: Path, excludes, include_gitignore: bool, include_parent
         return f"{root.name}/{rel}" if include_parent_dir else rel
 
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-
         def add_file(p: Path):
             size = p.stat().st_size
             if size >= FILE_SIZE_WARNING:
@@ -802,14 +801,3 @@ def _unpin(paths) -> None:
             _pinned[p] -= 1
             if _pinned[p] == 0:
                 del _pinned[p]
-
-
-@contextlib.contextmanager
-def applied(env: Optional[PreparedEnv]):
-    """``with applied(env):`` runs the block in ``env`` (``enter`` and its ``leave``)."""
-    leave = enter(env)
-    try:
-        yield
-    finally:
-        if leave is not None:
-            leave()

@@ -25,13 +25,16 @@ from typing import Any, Optional
 import dask
 import distributed
 
-from raycompat import __version__
+from raycompat._version import __version__
 from raycompat._dask import context as _context
 from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import ledger as _ledger
 from raycompat._dask import latency, observability, output, reference_plugin, references, retries
 from raycompat._dask import host_pool, restarts, spawn_guard, streaming, task_events
+from raycompat._dask import lifetime
+from raycompat._dask.lifetime import release_client_remote
+from raycompat._dask.references import JOB_PIN_PREFIX
 
 logger = logging.getLogger("raycompat")
 
@@ -85,6 +88,15 @@ _lock = threading.RLock()
 _session: "Optional[Session]" = None
 
 
+#: What modules above this one do when a driver's session closes (``on_teardown``).
+_teardown_hooks: list = []
+
+
+def on_teardown(hook) -> None:
+    """Run ``hook(session)`` as each session closes, before its pins go."""
+    _teardown_hooks.append(hook)
+
+
 class Session:
     """One driver's connection: the client, and the cluster if this driver started it."""
 
@@ -125,10 +137,8 @@ class Session:
         if self.printer is not None:
             self.printer.drain()
         streaming.forget(client)
-        if self.named_actors:
-            from raycompat._dask.actor_api import delete_names
-
-            delete_names(client, self.named_actors)
+        for hook in _teardown_hooks:
+            hook(self)
         _release_pins(client, self.job_id)
         try:
             client.run_on_scheduler(restarts.forget_job, job=self.job_id)
@@ -295,7 +305,6 @@ def init(
 def _register_driver(session) -> None:
     """On a cluster we only join, have the scheduler clean up after this driver when it
     leaves (see ``lifetime.py``)."""
-    from raycompat._dask import lifetime
 
     try:
         session.client.run_on_scheduler(
@@ -528,9 +537,6 @@ def shutdown() -> None:
 
 
 def _release_pins(client, job_id) -> None:
-    from raycompat._dask.lifetime import release_client_remote
-    from raycompat._dask.references import JOB_PIN_PREFIX
-
     try:
         client.run_on_scheduler(release_client_remote, name=JOB_PIN_PREFIX + job_id)
     except Exception as e:  # noqa: BLE001 - best effort on a cluster we only connect to

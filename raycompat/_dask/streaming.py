@@ -39,6 +39,7 @@ from raycompat._dask import interrupts, references
 from raycompat._dask.context import current_task as _current_task
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
+from raycompat import exceptions as rex
 
 TOPIC_PREFIX = "raycompat-stream-"
 
@@ -119,7 +120,6 @@ async def store_value(worker, key: str, sealed: Sealed, owner: str) -> None:
 
 def run_streaming(gen, publisher: Publisher, is_cancelled) -> StreamEnd:
     """Drive a sync generator to its end, publishing each item (task and actor threads)."""
-    from raycompat import exceptions as rex
 
     try:
         for item in gen:
@@ -134,8 +134,6 @@ def run_streaming(gen, publisher: Publisher, is_cancelled) -> StreamEnd:
 
 
 async def run_streaming_async(agen, publisher: Publisher, is_cancelled) -> StreamEnd:
-    from raycompat import exceptions as rex
-
     if not hasattr(agen, "__anext__"):  # a sync generator method of an async actor
         for item in agen:
             await publisher.publish_async(item)
@@ -152,7 +150,7 @@ async def run_streaming_async(agen, publisher: Publisher, is_cancelled) -> Strea
 
 def collect_dynamic(gen) -> "DynamicObjectRefGenerator":
     """``num_returns="dynamic"``: store every item, return the generator of their refs."""
-    from raycompat._dask import api
+    from raycompat._dask import api  # late: api imports this module
 
     return DynamicObjectRefGenerator([api.put(item) for item in gen])
 
@@ -199,7 +197,7 @@ def forget(client) -> None:
         reg = _registries.pop(client.id, None)
     if reg is None:
         return
-    from raycompat._dask import api
+    from raycompat._dask import api  # late: api imports this module
 
     for gen in list(reg.streams.values()):
         final = gen._final
@@ -273,7 +271,7 @@ class ObjectRefGenerator:
     def _take(self, index: int, item_key: str) -> bool:
         from distributed import Future
 
-        from raycompat._dask import refs as _refs
+        from raycompat._dask import refs as _refs  # late: cycle: refs -> session -> streaming
         from raycompat._dask.refs import ObjectRef
 
         with self._lock:
@@ -290,13 +288,13 @@ class ObjectRefGenerator:
         return True
 
     def _dropped(self) -> bool:
-        from raycompat._dask import api
+        from raycompat._dask import api  # late: api imports this module
 
         return self._stream_key in api._cancelled
 
     def _on_final(self, fut) -> None:
         """The call ended: learn its item count, and its error (as the last item)."""
-        from raycompat._dask import api
+        from raycompat._dask import api  # late: api imports this module
 
         count, error = None, None
         if self._dropped():  # ray.cancel: ``_pop`` hands out the cancellation
@@ -353,7 +351,6 @@ class ObjectRefGenerator:
     def _pop(self):
         """The next ref, or StopIteration, or None when neither is there yet."""
         if self._dropped():  # ray.cancel: Ray hands out the cancellation, not what was left
-            from raycompat import exceptions as rex
 
             self._items.clear()
             if not self._error_taken:
@@ -378,7 +375,7 @@ class ObjectRefGenerator:
         return self._next_sync()
 
     def _next_sync(self):
-        from raycompat._dask import api
+        from raycompat._dask import api  # late: api imports this module
 
         with self._lock:
             ref = self._pop()
@@ -456,14 +453,14 @@ class _NextReady:
 
 
 def _callback_executor():
-    from raycompat._dask.actors import _callback_executor
+    from raycompat._dask.actors import _callback_executor  # late: actors imports this module
 
     return _callback_executor()
 
 
 def _error_ref(error: BaseException, client, name):
     """A ref whose ``get`` raises ``error`` (the stream's last item)."""
-    from raycompat._dask.actors import ActorResult
+    from raycompat._dask.actors import ActorResult  # late: actors imports this module
     from raycompat._dask.refs import ObjectRef
 
     key = new_key(f"{name or 'generator'}-error")

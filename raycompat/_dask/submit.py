@@ -24,6 +24,7 @@ import hashlib
 import time
 import itertools
 import warnings
+import weakref
 from typing import Any
 
 import cloudpickle
@@ -44,6 +45,7 @@ from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed, hide_main
 from raycompat._dask.worker_task import ArgSlot, TaskSpec, run_task
 from raycompat._private.options import DEFAULT_TASK_MAX_RETRIES
+from raycompat.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 #: Ray inlines arguments up to 100 KiB; larger ones go through the object store.
 INLINE_LIMIT = 100 * 1024
@@ -149,17 +151,17 @@ def _placement(client, options, name) -> dict:
     return out, request
 
 
-_workers_cache: dict = {}
+_workers_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # client -> (time, workers)
 
 
 def _workers(client) -> dict:
     """The scheduler's worker table, cached for a second per client: placement decisions
     (SPREAD, node affinity, feasibility) must not cost a scheduler round trip per call."""
     now = time.monotonic()
-    hit = _workers_cache.get(client.id)
+    hit = _workers_cache.get(client)
     if hit is None or now - hit[0] >= 1.0:
         workers = task_workers(client.scheduler_info(n_workers=-1)["workers"])
-        hit = _workers_cache[client.id] = (now, workers)
+        hit = _workers_cache[client] = (now, workers)
     return hit[1]
 
 
@@ -167,7 +169,6 @@ def _strategy(client, options) -> dict:
     strategy = options.get("scheduling_strategy")
     if strategy is None or strategy == "DEFAULT":
         return {}
-    from raycompat.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     workers = _workers(client)
     if strategy == "SPREAD":

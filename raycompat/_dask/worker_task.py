@@ -28,6 +28,9 @@ from raycompat._dask import interrupts, output, process_env, references
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask.serialization import Deflated, Sealed, inflate
+from raycompat._dask.streaming import collect_dynamic
+from raycompat._dask.streaming import Publisher, StreamEnd, run_streaming
+from raycompat._dask import latency
 
 #: Functions by digest: each worker unpickles a remote function once, not per call.
 _function_cache: dict[bytes, Any] = {}
@@ -190,7 +193,6 @@ def shape_returns(result, num_returns):
 def _drain(gen, num_returns):
     """A generator task with a fixed ``num_returns``: Ray stores its items as the returns;
     with ``"dynamic"``, as a ``DynamicObjectRefGenerator`` of refs."""
-    from raycompat._dask.streaming import collect_dynamic
 
     if num_returns == "dynamic":
         return collect_dynamic(gen)
@@ -200,7 +202,6 @@ def _drain(gen, num_returns):
 
 def _run_stream(spec: TaskSpec, fn, args, kwargs, ctx, key):
     """A streaming generator task: publish each item as it is yielded (``streaming.py``)."""
-    from raycompat._dask.streaming import Publisher, StreamEnd, run_streaming
 
     publisher = Publisher(spec.stream_to, key, spec.name)
     try:
@@ -328,6 +329,5 @@ def _run_task(spec: TaskSpec, deps):
 
 async def dask_setup(worker) -> None:
     """Preload hook on the embedded cluster's workers (see ``latency.py``)."""
-    from raycompat._dask import latency
 
     await latency.tune_worker(worker)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
+from raycompat.util.scheduling_strategies import NodeAffinitySchedulingStrategy, NodeLabelSchedulingStrategy, PlacementGroupSchedulingStrategy
+from raycompat._private.runtime_env import validate_runtime_env
+from raycompat.util.annotations import RayDeprecationWarning
 
 DEFAULT_TASK_MAX_RETRIES = 3
 
@@ -92,12 +95,6 @@ def _issubclass_safe(x, cls) -> bool:
 
 
 def _validate_strategy(x) -> Optional[str]:
-    from raycompat.util.scheduling_strategies import (
-        NodeAffinitySchedulingStrategy,
-        NodeLabelSchedulingStrategy,
-        PlacementGroupSchedulingStrategy,
-    )
-
     if x is None or x in ("DEFAULT", "SPREAD"):
         return None
     if isinstance(
@@ -167,26 +164,6 @@ task_options: dict[str, Option] = {
     "_num_objects_per_yield": Option((int, type(None)), default_value=1),
 }
 
-#: What raycompat does with each task option. Anything not listed as mapped is
-#: accepted, validated, and warned about once because Dask has no equivalent.
-MAPPED_TASK_OPTIONS = frozenset(
-    {
-        "num_cpus",
-        "num_gpus",
-        "resources",
-        "memory",
-        "num_returns",
-        "max_retries",
-        "retry_exceptions",
-        "name",
-        "scheduling_strategy",
-        "runtime_env",
-        "enable_task_events",
-        "_labels",
-        "label_selector",
-    }
-)
-
 _IGNORED_WHY = {
     "max_calls": "Dask workers are long-lived; recycle them cluster-wide with distributed.worker.lifetime",
     "accelerator_type": "Dask workers advertise resources, not accelerator types",
@@ -195,8 +172,8 @@ _IGNORED_WHY = {
     "placement_group_capture_child_tasks": "Dask has no placement groups",
     "object_store_memory": "Dask has no separate object store",
     "fallback_strategy": "Dask has no label scheduling",
-    "_generator_backpressure_num_objects": "generators are not supported yet",
-    "_num_objects_per_yield": "generators are not supported yet",
+    "_generator_backpressure_num_objects": "generator backpressure is not applied",
+    "_num_objects_per_yield": "generator backpressure is not applied",
 }
 
 _warned: set[str] = set()
@@ -216,8 +193,6 @@ def validate_num_returns(is_generator_callable: bool, num_returns, stacklevel: i
     if isinstance(num_returns, int) and num_returns < 0:
         raise ValueError(f"num_returns must be >= 0, but got {num_returns}.")
     if num_returns == "dynamic":
-        from raycompat.util.annotations import RayDeprecationWarning
-
         warnings.warn(DYNAMIC_NUM_RETURNS_WARNING, RayDeprecationWarning, stacklevel=stacklevel)
     if num_returns in ("streaming", "dynamic") and not is_generator_callable:
         raise ValueError(
@@ -237,7 +212,6 @@ def validate_task_options(options: dict, in_options: bool, is_generator_callable
                 f"Valid ones are {list(task_options)}."
             )
         task_options[k].validate(k, v)
-    from raycompat._private.runtime_env import validate_runtime_env
 
     validate_runtime_env(options.get("runtime_env"))
     if in_options and "max_calls" in options:

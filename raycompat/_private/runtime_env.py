@@ -31,6 +31,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional
 from urllib.parse import urlparse
+from raycompat.exceptions import RuntimeEnvSetupError
 
 SUPPORTED = ("env_vars", "config", "working_dir", "py_modules", "pip", "excludes")
 
@@ -58,8 +59,6 @@ def validate_runtime_env(runtime_env, job_level: bool = False) -> None:
         raise TypeError(f"runtime_env must be a dict, got {type(runtime_env)}")
     unsupported = sorted(set(runtime_env) - set(SUPPORTED))
     if unsupported:
-        from raycompat.exceptions import RuntimeEnvSetupError
-
         raise RuntimeEnvSetupError(
             f"raycompat supports only the runtime_env keys {list(SUPPORTED)}; got "
             f"unsupported key(s) {unsupported}. A Dask worker cannot switch to another "

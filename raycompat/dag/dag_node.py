@@ -154,6 +154,7 @@ class _Execution:
         return self.cache[root._stable_uuid]
 
     def _run(self, node: DAGNode):
+        # late: raycompat.dag.input_node imports this module
         from raycompat.dag.input_node import InputNode
 
         if isinstance(node, InputNode):

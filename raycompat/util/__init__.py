@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import socket
 
+from raycompat._dask import actor_api as _actor_api
+from raycompat.util.check_serialize import inspect_serializability
+
 
 def get_node_ip_address(address: str = "8.8.8.8:53") -> str:
     """The IP address of this node (Ray's ``ray.util.get_node_ip_address``)."""
@@ -17,26 +20,22 @@ def get_node_ip_address(address: str = "8.8.8.8:53") -> str:
 
 def list_named_actors(all_namespaces: bool = False):
     """Names of the live named actors (``[{'name', 'namespace'}]`` with ``all_namespaces``)."""
-    from raycompat._dask import actor_api
-
-    return actor_api.list_named_actors(all_namespaces)
+    return _actor_api.list_named_actors(all_namespaces)
 
 
 def __getattr__(name):
     # ActorPool imports raycompat itself: load it on first use, as CPython's
     # concurrent.futures loads its executors lazily.
     if name == "ActorPool":
+        # late: cycle: raycompat.util.actor_pool -> raycompat -> raycompat.util
         from raycompat.util.actor_pool import ActorPool
 
         return ActorPool
     if name in ("as_completed", "map_unordered"):
+        # late: cycle: raycompat.util.helpers -> raycompat -> raycompat.util
         from raycompat.util import helpers
 
         return getattr(helpers, name)
-    if name == "inspect_serializability":
-        from raycompat.util.check_serialize import inspect_serializability
-
-        return inspect_serializability
     if name == "multiprocessing":
         import importlib
 

@@ -36,6 +36,7 @@ from joblib._parallel_backends import (
 from joblib.parallel import register_parallel_backend
 
 import raycompat as ray
+from raycompat.util.multiprocessing import Pool
 
 
 def _cluster_cpus() -> int:
@@ -71,7 +72,6 @@ class RayBackend(PoolManagerMixin, AutoBatchingMixin, ParallelBackendBase):
                   ray_remote_args: Optional[Dict[str, Any]] = None, **pool_kwargs):
         # pool_kwargs are joblib's memmapping and multiprocessing-context settings, which
         # have no meaning for actors.
-        from raycompat.util.multiprocessing import Pool
 
         n_jobs = self.effective_n_jobs(n_jobs)
         if n_jobs == 1:
