@@ -9,6 +9,7 @@ sense on Dask live in ``tests/dask_only/`` and are skipped on Ray.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import subprocess
 import sys
@@ -89,6 +90,15 @@ def run_script(source: str, timeout: float = 120, env: dict | None = None) -> su
 
 
 def pytest_collection_modifyitems(config, items):
+    # A shared test that branches on the engine pins a deliberate difference: say so.
+    for item in items:
+        fn = getattr(item, "function", None)
+        if fn is None or "dask_only" in str(item.fspath):
+            continue
+        if "ON_RAY" in inspect.getsource(fn) and item.get_closest_marker("differs_from_ray") is None:
+            raise pytest.UsageError(
+                f"{item.nodeid} branches on ON_RAY: mark it @pytest.mark.differs_from_ray"
+            )
     if ON_RAY:
         skip = pytest.mark.skip(reason="Dask-only test: needs the raycompat engine")
         for item in items:

@@ -255,7 +255,7 @@ def _kill_pid(pid):
     os.kill(pid, signal.SIGKILL)
 
 
-def test_actor_restarts_after_worker_death(ray):
+def test_actor_restarts_after_worker_death(ray, tmp_path):
     import os
 
     @ray.remote(max_restarts=1)
@@ -270,7 +270,9 @@ def test_actor_restarts_after_worker_death(ray):
         def pid(self):
             return os.getpid()
 
-        def nap(self, t):
+        def nap(self, t, started=None):
+            if started is not None:
+                open(started, "w").close()
             time.sleep(t)
             return t
 
@@ -284,8 +286,9 @@ def test_actor_restarts_after_worker_death(ray):
     # ActorUnavailableError while restarts remain; the actor comes back with its
     # constructor's state; once restarts are used up, ActorDiedError.
     pid = _pid_of(ray, a)
-    in_flight = a.nap.remote(30)
-    time.sleep(0.5)
+    started = tmp_path / "started"
+    in_flight = a.nap.remote(30, str(started))
+    assert wait_until(started.exists, timeout=30)
     _kill_pid(pid)
     with pytest.raises(ray.exceptions.ActorUnavailableError):
         ray.get(in_flight, timeout=60)
@@ -574,7 +577,9 @@ def test_restarted_actor_reached_from_a_handle_in_a_task(ray):
 
 
 class Napper:
-    def nap(self, seconds):
+    def nap(self, seconds, started=None):
+        if started is not None:
+            open(started, "w").close()  # the test's signal that the call runs
         time.sleep(seconds)
         return "done"
 
@@ -592,12 +597,13 @@ def test_ray_terminate_runs_after_earlier_calls(ray):
         ray.get(later, timeout=60)
 
 
-def test_kill_fails_the_running_call(ray):
+def test_kill_fails_the_running_call(ray, tmp_path):
     # Ray 2.60 kills the actor's process: the call it was running raises ActorDiedError.
     a = ray.remote(Napper).remote()
     ray.get(a.nap.remote(0))
-    running = a.nap.remote(2.0)
-    time.sleep(0.3)
+    started = tmp_path / "started"
+    running = a.nap.remote(2.0, str(started))
+    assert wait_until(started.exists, timeout=30)
     ray.kill(a)
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(running, timeout=60)

@@ -167,14 +167,16 @@ def test_cancel_pending_task_never_runs(ray, tmp_path):
     assert not marker.exists()
 
 
-def test_cancel_running_task_get_raises_at_once(ray):
+def test_cancel_running_task_get_raises_at_once(ray, tmp_path):
     @ray.remote
-    def long_sleep():
+    def long_sleep(started):
+        open(started, "w").close()
         time.sleep(5)
         return 1
 
-    r = long_sleep.remote()
-    ray.wait([r], timeout=1)  # let it start
+    started = tmp_path / "started"
+    r = long_sleep.remote(str(started))
+    assert wait_until(started.exists, timeout=30)
     ray.cancel(r)
     # Ray 2.60 interrupts the task and its get raises once the worker has stopped it
     # (after the remaining 4 s of time.sleep here); raycompat raises at once and lets

@@ -16,7 +16,7 @@ import time
 import psutil
 import pytest
 
-from conftest import ON_RAY, wait_until
+from conftest import wait_until
 
 
 # ---------------------------------------------------------------- 1. actor results as args

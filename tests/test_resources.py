@@ -86,6 +86,7 @@ def test_zero_cpu_tasks_do_not_take_cpus(ray):
     assert _all_overlap(_spans(ray, 4, num_cpus=0))
 
 
+@pytest.mark.differs_from_ray
 def test_infeasible_task_stays_pending(ray):
     @ray.remote(num_cpus=64)
     def too_big():

@@ -140,6 +140,7 @@ def test_chunks_go_round_robin(pool):
     assert default == [default[0], default[1]] * 4 and default[0] != default[1]
 
 
+@pytest.mark.differs_from_ray
 def test_exceptions_are_the_users_class(pool):
     with ThreadPool(2) as reference:
         with pytest.raises(MyError, match="bad 3"):
@@ -179,6 +180,7 @@ def test_async_result_states(pool, tmp_path):
         failed.get()
 
 
+@pytest.mark.differs_from_ray
 def test_callbacks(pool):
     got = []
     # Earlier items take longer, so chunks finish out of order.
@@ -222,6 +224,7 @@ def test_imap_is_lazy_and_times_out(pool, tmp_path):
         next(it)
 
 
+@pytest.mark.differs_from_ray
 def test_imap_failure_position(pool):
     out = []
     try:

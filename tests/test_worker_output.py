@@ -10,6 +10,8 @@ log record reaches the driver's stderr; ``RAY_COLOR_PREFIX=0`` drops the colour;
 
 import re
 
+import pytest
+
 from conftest import ON_RAY, init_kwargs, run_script
 
 PROGRAM = """
@@ -75,6 +77,7 @@ def _pid(out, tag):
     return int(re.search(rf"^{tag} (\d+)$", out, re.M).group(1))
 
 
+@pytest.mark.differs_from_ray
 def test_task_and_actor_output_has_rays_prefix():
     proc = _run()
     out, err = proc.stdout, proc.stderr

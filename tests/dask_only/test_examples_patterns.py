@@ -2,10 +2,11 @@
 
 Each swaps only its imports (``import raycompat as ray``, ``from raycompat.util...``,
 ``from raycompat.dag...``). With those lines switched back to ``ray``, Ray 2.60 prints
-the same lines (checked by hand); like tests/test_examples.py these tests skip on Ray.
+the same lines (checked by hand); like ``test_examples.py`` they
+live with the Dask-only tests, since the examples import raycompat.
 """
 
-from test_examples import _run
+from .test_examples import _run
 
 
 def _stdout_lines(name):
