@@ -1,5 +1,5 @@
 """Ray's actor API (``ray.actor``): ``ActorClass``, ``ActorHandle``, ``ActorMethod``,
-``ray.method`` and ``exit_actor``. The mapping onto Dask is in ``raycompat/_dask/actors.py``.
+``ray.method`` and ``exit_actor``. The mapping onto Dask is in ``raycompat/_dask/actor_*.py``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Optional
 from raycompat import exceptions as rex
 from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import context as _context
-from raycompat._dask.actors import ActorExit
+from raycompat._dask.actor_errors import ActorExit
 from raycompat.dag.class_node import ClassNode
 from raycompat._dask import actor_api as _actor_api
 from raycompat.dag.class_node import bind_actor_method

@@ -1,4 +1,5 @@
-"""Creating, calling, naming and killing actors (the caller side of ``actors.py``).
+"""Creating, calling, naming and killing actors: the API over ``actor_caller.py`` (the
+caller), ``actor_result.py`` (a call's ref) and ``actor_shell.py`` (the worker side).
 
 Named actors are cluster-wide ``distributed.Variable``s: ``raycompat/<namespace>/<name>``
 holds the actor's creation future (which also keeps the actor alive), and
@@ -27,7 +28,10 @@ from raycompat._dask import refs as _refs
 from raycompat._dask import restarts
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import session as _session
-from raycompat._dask.actors import KILLED, ActorResult, Caller, actor_died, actor_rpc, start_actor
+from raycompat._dask.actor_caller import Caller, start_actor
+from raycompat._dask.actor_rpc import actor_rpc
+from raycompat._dask.actor_errors import KILLED, actor_died
+from raycompat._dask.actor_result import ActorResult
 from raycompat._dask.keys import new_key
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.streaming import ObjectRefGenerator

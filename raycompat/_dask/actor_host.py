@@ -17,7 +17,7 @@ raycompat starts, each actor gets a *host*: a Dask worker process, from the pool
   process, its nanny starts a fresh one under the same name.
 
 It still serves data (an actor's ``put`` stays in its process, and dies with it, as
-Ray's objects die with their owner) and answers the actor RPCs of ``actors.py``.
+Ray's objects die with their owner) and answers the actor RPCs of ``actor_rpc.py``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ async def dask_setup(worker) -> None:
 
 async def host_actor(shell_class, key, cls_blob, args_blob, meta, dask_worker=None) -> bool:
     """On the host (through ``Client.run``): build the actor's shell (``shell_class``,
-    ``actors.Shell``) in a thread, then make ``key`` (known to the scheduler since
+    ``actor_shell.Shell``) in a thread, then make ``key`` (known to the scheduler since
     ``.remote()``) this worker's actor."""
     ctx = contextvars.copy_context()
     ctx.run(_worker_cvar.set, dask_worker)  # get_worker()/get_client() in the actor's threads

@@ -1,7 +1,7 @@
 """Seeing Ray work on Dask: actor calls on the dashboard, and ``ray.timeline()``.
 
 Tasks are Dask tasks and show in Dask's own task stream under their names. Actor calls
-are not Dask tasks (they run inside the actor's shell, see ``actors.py``), so each shell
+are not Dask tasks (they run inside the actor's shell, see ``actor_shell.py``), so each shell
 reports the calls it ran as one Dask event per batch (topic ``raycompat-actor-calls``,
 through the worker's existing stream to the scheduler). A page of ours,
 ``/raycompat/actors`` on the Dask dashboard's own HTTP server, lists them by

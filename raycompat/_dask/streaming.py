@@ -40,6 +40,7 @@ from raycompat._dask.context import current_task as _current_task
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
 from raycompat import exceptions as rex
+from raycompat._dask.actor_result import ActorResult, _callback_executor
 
 TOPIC_PREFIX = "raycompat-stream-"
 
@@ -452,16 +453,10 @@ class _NextReady:
             await gen._loop_event.wait()
 
 
-def _callback_executor():
-    from raycompat._dask.actors import _callback_executor  # late: actors imports this module
-
-    return _callback_executor()
-
 
 def _error_ref(error: BaseException, client, name):
     """A ref whose ``get`` raises ``error`` (the stream's last item)."""
-    from raycompat._dask.actors import ActorResult  # late: actors imports this module
-    from raycompat._dask.refs import ObjectRef
+    from raycompat._dask.refs import ObjectRef  # late: cycle: refs -> session -> streaming
 
     key = new_key(f"{name or 'generator'}-error")
     if getattr(error, "_dask_key", None) is not None:
