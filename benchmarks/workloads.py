@@ -123,11 +123,11 @@ class RayLike:
         """No worker process died (Ray: the nodes are alive; Dask: the workers kept)."""
         if self.ray.__name__ == "ray":
             return all(n["Alive"] for n in self.ray.nodes())
-        from raycompat._dask import session
+        from raycompat._dask import driver
 
         from raycompat._dask.actor_host import task_workers
 
-        s = session.current_session()
+        s = driver.current_session()
         return len(task_workers(s.client.scheduler_info()["workers"])) == NCPU and _no_restarts(s.client)
 
     def shutdown(self):

@@ -26,12 +26,13 @@ from raycompat._dask.api import cancel, get, put, wait
 from raycompat._dask.cluster_info import available_resources, cluster_resources, nodes
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.streaming import DynamicObjectRefGenerator, ObjectRefGenerator
-from raycompat._dask.session import RayContext, init, is_initialized, shutdown
+from raycompat._dask.driver import is_initialized
+from raycompat._dask.session import RayContext, init, shutdown
 from raycompat._private import options as _options
 from raycompat.remote_function import RemoteFunction
 from raycompat.runtime_context import get_runtime_context
 from raycompat._dask import observability as _observability
-from raycompat._dask import session as _session
+from raycompat._dask import driver as _driver
 from raycompat.runtime_context import _gpu_ids
 from raycompat._dask import actor_api as _actor_api
 
@@ -75,7 +76,7 @@ def timeline(filename=None):
     """
     import json
 
-    s = _session.current_session()
+    s = _driver.current_session()
     events = _observability.timeline(s.client, since=s.started)
     if filename is None:
         return events

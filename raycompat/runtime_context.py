@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 from raycompat._dask import context as _task_context
-from raycompat._dask import session as _session
+from raycompat._dask import driver as _driver
 from raycompat._dask.actor_api import handle_of_shell
 
 
@@ -38,8 +38,8 @@ class RuntimeContext:
             raise error("This method is only available when the process is a worker. Current mode: 0")
 
     def get_job_id(self) -> str:
-        _session.current_session()
-        return _session.current_job_id()
+        _driver.current_session()
+        return _driver.current_job_id()
 
     def get_task_id(self) -> Optional[str]:
         t = self._task()
@@ -58,12 +58,12 @@ class RuntimeContext:
         return t.function_name if t is not None else None
 
     def get_node_id(self) -> str:
-        s = _session.current_session()
+        s = _driver.current_session()
         if self._task() is not None or s is None:
             import distributed
 
-            return _session.node_id_of_host(distributed.get_worker().ip)
-        return _session.node_id_of_host(_session._host_of(s.client.scheduler.address))
+            return _driver.node_id_of_host(distributed.get_worker().ip)
+        return _driver.node_id_of_host(_driver.host_of(s.client.scheduler.address))
 
     def get_worker_id(self) -> str:
         import hashlib
@@ -73,7 +73,7 @@ class RuntimeContext:
 
             ident = distributed.get_worker().address
         else:
-            ident = _session.current_session().client.id
+            ident = _driver.current_session().client.id
         return hashlib.blake2b(ident.encode(), digest_size=28).hexdigest()
 
     def _actor(self):
@@ -91,8 +91,8 @@ class RuntimeContext:
 
     @property
     def namespace(self) -> str:
-        _session.current_session()
-        return _session.current_namespace()
+        _driver.current_session()
+        return _driver.current_namespace()
 
     @property
     def was_current_actor_reconstructed(self) -> bool:
@@ -120,12 +120,12 @@ class RuntimeContext:
 
     @property
     def gcs_address(self) -> str:
-        return _session.current_session().client.scheduler.address
+        return _driver.current_session().client.scheduler.address
 
     def get_runtime_env_string(self) -> str:
         import json
 
-        s = _session.current_session()
+        s = _driver.current_session()
         return json.dumps(s.runtime_env if s is not None else {})
 
     @property

@@ -27,7 +27,7 @@ from raycompat._dask import references
 from raycompat._dask import refs as _refs
 from raycompat._dask import restarts
 from raycompat._dask import runtime_env as _runtime_env
-from raycompat._dask import session as _session
+from raycompat._dask import driver as _driver
 from raycompat._dask.actor_caller import Caller, start_actor
 from raycompat._dask.actor_rpc import actor_rpc
 from raycompat._dask.actor_errors import KILLED, actor_died
@@ -86,10 +86,10 @@ def _lookup(client, namespace: str, name: str):
 def create(actor_class, args, kwargs, options: dict):
     from raycompat.actor import ActorHandle  # late: raycompat.actor imports this module
 
-    _session.current_session()
-    client = _session.client()
+    _driver.current_session()
+    client = _driver.client()
     name = options.get("name")
-    namespace = options.get("namespace") or _session.current_namespace()
+    namespace = options.get("namespace") or _driver.current_namespace()
     if name is not None:
         found = _lookup(client, namespace, name)
         if found is not None:
@@ -113,11 +113,11 @@ def create(actor_class, args, kwargs, options: dict):
         explicit[k] = float(v)
     explicit = {k: v for k, v in explicit.items() if v > 0}
     placement_request = explicit if (explicit or options.get("num_cpus") == 0) else {"CPU": 1.0}
-    ledger = _session.embedded_ledger()
+    ledger = _driver.embedded_ledger()
     if ledger is not None and not ledger.feasible(placement_request):
         _warn_infeasible(actor_class._class_name, placement_request, f"node totals {ledger.totals}")
     concurrent = bool(actor_class._is_async or max_concurrency > 1 or options.get("concurrency_groups"))
-    session = _session.current_session(auto_init=False)
+    session = _driver.current_session(auto_init=False)
     env_vars = _context.env_vars_for_call(session, options.get("runtime_env"))
     meta = {
         "env_vars": env_vars,
@@ -132,7 +132,7 @@ def create(actor_class, args, kwargs, options: dict):
         "module": _options.ray_module_name(actor_class.__module__),
         "is_async": actor_class._is_async,
         "max_concurrency": max_concurrency,
-        "job_id": _session.current_job_id(),
+        "job_id": _driver.current_job_id(),
         "namespace": namespace,
         "name": name,
         "methods": actor_class._methods,
@@ -142,7 +142,7 @@ def create(actor_class, args, kwargs, options: dict):
     resources = dict(options.get("resources") or {})
     if options.get("num_gpus"):
         resources["GPU"] = options["num_gpus"]
-    if resources and _session.embedded_ledger() is None:
+    if resources and _driver.embedded_ledger() is None:
         placement["resources"] = resources
     if options.get("scheduling_strategy") not in (None, "DEFAULT"):
         strategy = _strategy(client, options)
@@ -162,7 +162,7 @@ def create(actor_class, args, kwargs, options: dict):
         recipe = cloudpickle.dumps((actor_class._cls_blob, args_blob, meta, placement), protocol=5)
         client.run_on_scheduler(
             restarts.register, actor_id=actor_id, key=creation.key, restarts_left=options["max_restarts"],
-            max_task_retries=max_task_retries, recipe=recipe, job=_session.current_job_id(),
+            max_task_retries=max_task_retries, recipe=recipe, job=_driver.current_job_id(),
         )
     caller = Caller(client, actor_id, creation, meta["class_name"], max_task_retries, concurrent)
     caller.max_pending = options.get("max_pending_calls", -1) if options.get("max_pending_calls") is not None else -1
@@ -173,7 +173,7 @@ def create(actor_class, args, kwargs, options: dict):
         distributed.Variable(meta_name, client=client).set(cloudpickle.dumps(meta))
         distributed.Variable(var_name, client=client).set(creation)
         if options.get("lifetime") != "detached":
-            session = _session.current_session(auto_init=False)
+            session = _driver.current_session(auto_init=False)
             if session is not None:
                 session.named_actors.append((var_name, meta_name))
                 if session.lifetime_registered:
@@ -269,7 +269,7 @@ def current_creation(handle):
 def _rebuild_handle(actor_id, creation_key, class_name, methods, is_async, name, namespace, concurrent=False):
     from raycompat.actor import ActorHandle  # late: raycompat.actor imports this module
 
-    fut = _refs.rebind(_session.client_for_rebind(), creation_key)
+    fut = _refs.rebind(_driver.client_for_rebind(), creation_key)
     return ActorHandle(actor_id, fut, class_name, methods, is_async, name, namespace, concurrent)
 
 
@@ -324,9 +324,9 @@ def kill(handle, no_restart: bool = True) -> None:
 def get_actor(name: str, namespace: Optional[str] = None):
     if not isinstance(name, str) or not name:
         raise ValueError("Please supply a non-empty value to get_actor")
-    _session.current_session()
-    client = _session.client()
-    ns = namespace or _session.current_namespace()
+    _driver.current_session()
+    client = _driver.client()
+    ns = namespace or _driver.current_namespace()
     found = _lookup(client, ns, name)
     if found is None:
         raise ValueError(
@@ -339,14 +339,14 @@ def get_actor(name: str, namespace: Optional[str] = None):
 
 @interrupts.api_call
 def list_named_actors(all_namespaces: bool = False):
-    _session.current_session()
-    client = _session.client()
+    _driver.current_session()
+    client = _driver.client()
 
     def names(dask_scheduler):
         ext = dask_scheduler.extensions.get("variables")
         return [n for n in (ext.variables if ext else {}) if n.startswith("raycompat/")]
 
-    ns_now = _session.current_namespace()
+    ns_now = _driver.current_namespace()
     out = []
     for full in client.run_on_scheduler(names):
         _, ns, name = full.split("/", 2)
@@ -383,4 +383,4 @@ def _delete_job_names(session) -> None:
         delete_names(session.client, session.named_actors)
 
 
-_session.on_teardown(_delete_job_names)
+_driver.on_teardown(_delete_job_names)

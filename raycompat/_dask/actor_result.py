@@ -22,6 +22,7 @@ from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
 from raycompat._dask import batching
 from raycompat._dask.actor_rpc import actor_rpc
+from raycompat._dask import refs as _refs
 
 
 class ActorResult:
@@ -197,8 +198,6 @@ def await_filled():
     which the caller hands over when the reply comes (``ActorResult._fill``)."""
     from distributed import get_client, get_worker, secede
 
-    # late: cycle: refs -> session -> streaming -> actor_result
-    from raycompat._dask import refs as _refs
 
     worker = get_worker()
     key = worker.get_current_task()

@@ -24,7 +24,7 @@ from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import interrupts, keys
 from raycompat._dask import references
-from raycompat._dask import session as _session
+from raycompat._dask import driver as _driver
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed
@@ -219,7 +219,7 @@ def get_one(ref: ObjectRef, timeout):
 def get(object_refs, *, timeout=None):
     """``ray.get``: a ref's value, or a list of values in the order of the list."""
     if type(object_refs) is ObjectRef:
-        _session.current_session()
+        _driver.current_session()
         return get_one(object_refs, _check_timeout(timeout))
     if type(object_refs) is ObjectRefGenerator:
         return object_refs  # Ray returns a generator unchanged
@@ -236,7 +236,7 @@ def get(object_refs, *, timeout=None):
     timeout = _check_timeout(timeout)
     if not object_refs:
         return []
-    _session.current_session()
+    _driver.current_session()
     futures = list({r._key: r._future for r in object_refs}.values())
     client = futures[0].client
     _wait_futures(client, futures, len(futures), timeout, True)
@@ -273,8 +273,8 @@ def put(value, *, _owner=None) -> ObjectRef:
             "If you really want to do this, you can wrap the "
             "ray.ObjectRef in a list and call 'put' on it."
         )
-    _session.current_session()
-    client = _session.client()
+    _driver.current_session()
+    client = _driver.client()
     try:
         # In the driver, scatter writes the bytes out before it returns; inside a task it
         # may keep the object in this process, so detach it from later mutation.
@@ -330,7 +330,7 @@ def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
             "num_returns cannot be greater than the number "
             "of ray_waitables provided to ray.wait."
         )
-    _session.current_session()
+    _driver.current_session()
     futures = list({_wait_key(r): _waitable(r) for r in ray_waitables}.values())
 
     def ready(r) -> bool:

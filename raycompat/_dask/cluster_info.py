@@ -11,11 +11,11 @@ from collections import defaultdict
 
 from raycompat._dask import interrupts
 from raycompat._dask.actor_host import task_workers
-from raycompat._dask import session as _session
+from raycompat._dask import driver as _driver
 
 
 def _workers():
-    client = _session.client()
+    client = _driver.client()
     return task_workers(client.scheduler_info(n_workers=-1)["workers"])
 
 
@@ -42,13 +42,13 @@ def _host_resources(workers, ledger_totals=None) -> dict:
 
 @interrupts.api_call
 def nodes() -> list[dict]:
-    _session.current_session()
-    ledger = _session.embedded_ledger()
+    _driver.current_session()
+    ledger = _driver.embedded_ledger()
     out = []
     for host, workers in sorted(_by_host().items()):
         resources = _host_resources(workers, ledger.totals if ledger is not None else None)
         resources[f"node:{host}"] = 1.0
-        node_id = _session.node_id_of_host(host)
+        node_id = _driver.node_id_of_host(host)
         out.append(
             {
                 "NodeID": node_id,
@@ -84,8 +84,8 @@ def cluster_resources() -> dict:
 @interrupts.api_call
 def available_resources() -> dict:
     """Totals minus what running tasks hold; resources at zero are left out, as in Ray."""
-    _session.current_session()
-    ledger = _session.embedded_ledger()
+    _driver.current_session()
+    ledger = _driver.embedded_ledger()
     total = cluster_resources()
     if ledger is not None:
         avail = {**total, **ledger.available()}

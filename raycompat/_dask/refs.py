@@ -25,7 +25,7 @@ from typing import Optional
 from distributed import Future
 
 from raycompat._dask import interrupts, references
-from raycompat._dask import session
+from raycompat._dask import driver as _driver
 
 
 class ObjectRef:
@@ -102,7 +102,7 @@ class ObjectRef:
 
 
 def _rebuild_ref(key, index, task_name=None) -> ObjectRef:
-    return ObjectRef(rebind(session.client_for_rebind(), key), index, task_name)
+    return ObjectRef(rebind(_driver.client_for_rebind(), key), index, task_name)
 
 
 def ask(fut: Future) -> None:

@@ -17,7 +17,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import uuid
 import warnings
 from typing import Any, Optional
@@ -26,7 +25,7 @@ import dask
 import distributed
 
 from raycompat._version import __version__
-from raycompat._dask import context as _context
+from raycompat._dask import driver
 from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask import ledger as _ledger
@@ -84,17 +83,7 @@ _EMBEDDED_DASK_DEFAULTS = {
     "distributed.worker.profile.interval": "100ms",
 }
 
-_lock = threading.RLock()
-_session: "Optional[Session]" = None
-
-
-#: What modules above this one do when a driver's session closes (``on_teardown``).
-_teardown_hooks: list = []
-
-
-def on_teardown(hook) -> None:
-    """Run ``hook(session)`` as each session closes, before its pins go."""
-    _teardown_hooks.append(hook)
+_lock = driver.lock
 
 
 class Session:
@@ -137,7 +126,7 @@ class Session:
         if self.printer is not None:
             self.printer.drain()
         streaming.forget(client)
-        for hook in _teardown_hooks:
+        for hook in driver.teardown_hooks():
             hook(self)
         _release_pins(client, self.job_id)
         try:
@@ -221,7 +210,6 @@ def init(
     local_mode=False,
     **kwargs,
 ) -> RayContext:
-    global _session
     security = kwargs.pop("security", None)
     connect_timeout = kwargs.pop("_connect_timeout", None)
     ignored = {k: kwargs.pop(k) for k in list(kwargs) if k in _RAY_ONLY_INIT_KWARGS}
@@ -234,10 +222,10 @@ def init(
         )
     _configure_logging(logging_level)
     with _lock:
-        if _session is not None:
+        if driver.current_session(auto_init=False) is not None:
             if ignore_reinit_error:
                 logger.info("Calling ray.init() again after it has already been called.")
-                return _context_for(_session)
+                return _context_for(driver.current_session(auto_init=False))
             raise RuntimeError(
                 "Maybe you called ray.init twice by accident? "
                 "This error can be suppressed by passing in "
@@ -292,7 +280,7 @@ def init(
         streaming.registry(session.client)
         if log_to_driver:
             session.printer = output.Printer(session.client, job_id)
-        _session = session
+        driver.set_session(session)
         global _atexit_registered
         if not _atexit_registered:
             # As Ray: a script that ends without ray.shutdown() still shuts down cleanly
@@ -495,31 +483,16 @@ def _context_for(session: Session) -> RayContext:
     client = session.client
     address = client.scheduler.address
     info = {
-        "node_ip_address": "127.0.0.1" if session.owned else _host_of(address),
+        "node_ip_address": "127.0.0.1" if session.owned else driver.host_of(address),
         "address": address,
         "gcs_address": address,
         "webui_url": session.dashboard_url,
         "dashboard_url": session.dashboard_url,
         "session_dir": session.tmpdir or "",
-        "node_id": node_id_of_host(_host_of(address)),
+        "node_id": driver.node_id_of_host(driver.host_of(address)),
         "namespace": session.namespace,
     }
     return RayContext(info, session.dashboard_url)
-
-
-def _host_of(address: str) -> str:
-    from distributed.comm import get_address_host
-
-    try:
-        return get_address_host(address)
-    except Exception:  # noqa: BLE001 - unusual address
-        return address
-
-
-def node_id_of_host(host: str) -> str:
-    import hashlib
-
-    return hashlib.blake2b(host.encode(), digest_size=28).hexdigest()
 
 
 # ---------------------------------------------------------------------------- shutdown
@@ -529,9 +502,9 @@ _atexit_registered = False
 
 
 def shutdown() -> None:
-    global _session
     with _lock:
-        session, _session = _session, None
+        session = driver.current_session(auto_init=False)
+        driver.set_session(None)
     if session is not None:
         session.close()
 
@@ -543,69 +516,4 @@ def _release_pins(client, job_id) -> None:
         logger.debug("could not release pinned keys: %s", e)
 
 
-def is_initialized() -> bool:
-    """True in a driver after ``init``, and inside tasks and actors (as Ray)."""
-    return _session is not None or _context.current_task() is not None
-
-
-# ---------------------------------------------------------------------------- access
-
-
-def current_session(auto_init: bool = True) -> Optional[Session]:
-    """The driver's session, starting the embedded cluster on first use as Ray does."""
-    if _session is None and auto_init and _context.current_task() is None and not _in_worker():
-        if os.environ.get("RAY_ENABLE_AUTO_CONNECT", "1") == "0":
-            raise RuntimeError(
-                "Ray has not been started yet. You can start Ray with 'ray.init()'."
-            )
-        with _lock:
-            if _session is None:
-                init()
-    return _session
-
-
-def _in_worker() -> bool:
-    try:
-        distributed.get_worker()
-        return True
-    except ValueError:
-        return False
-
-
-def client() -> distributed.Client:
-    """The client to submit with: the driver's, or, inside a task, the worker's."""
-    if _context.current_task() is not None or (_session is None and _in_worker()):
-        c = distributed.get_client()
-        latency.tune_client(c)
-        return c
-    return current_session().client
-
-
-def client_for_rebind() -> distributed.Client:
-    if _context.current_task() is not None or _in_worker():
-        return distributed.get_client()
-    s = current_session()
-    return s.client
-
-
-def _driver_job_id() -> Optional[str]:
-    return _session.job_id if _session is not None else None
-
-
-current_job_id = _context.current_job_id
-
-
-def current_namespace() -> Optional[str]:
-    ctx = _context.current_task()
-    if ctx is not None:
-        return ctx.namespace
-    return _session.namespace if _session is not None else None
-
-
-def embedded_ledger():
-    if _context.current_task() is not None or _session is None:
-        return _ledger.process_ledger()
-    return _session.ledger
-
-
-_context.set_driver_job_source(_driver_job_id)
+driver.set_initializer(lambda: init())

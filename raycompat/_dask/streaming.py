@@ -41,6 +41,8 @@ from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
 from raycompat import exceptions as rex
 from raycompat._dask.actor_result import ActorResult, _callback_executor
+from raycompat._dask.refs import ObjectRef
+from raycompat._dask import refs as _refs
 
 TOPIC_PREFIX = "raycompat-stream-"
 
@@ -272,8 +274,6 @@ class ObjectRefGenerator:
     def _take(self, index: int, item_key: str) -> bool:
         from distributed import Future
 
-        from raycompat._dask import refs as _refs  # late: cycle: refs -> session -> streaming
-        from raycompat._dask.refs import ObjectRef
 
         with self._lock:
             if index < self._received or index in self._early or self._end is not None and self._dropped():
@@ -456,7 +456,6 @@ class _NextReady:
 
 def _error_ref(error: BaseException, client, name):
     """A ref whose ``get`` raises ``error`` (the stream's last item)."""
-    from raycompat._dask.refs import ObjectRef  # late: cycle: refs -> session -> streaming
 
     key = new_key(f"{name or 'generator'}-error")
     if getattr(error, "_dask_key", None) is not None:

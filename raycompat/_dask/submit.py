@@ -39,7 +39,7 @@ from raycompat._dask import retries
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.actor_host import task_workers
 from raycompat._dask.keys import new_key
-from raycompat._dask import session as _session
+from raycompat._dask import driver as _driver
 from raycompat._dask import streaming as _streaming
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed, hide_main
@@ -135,7 +135,7 @@ def _placement(client, options, name) -> dict:
     """Dask ``submit`` keywords for resources and scheduling strategy."""
     out: dict[str, Any] = {}
     request = _resource_request(options)
-    ledger = _session.embedded_ledger()
+    ledger = _driver.embedded_ledger()
     if ledger is not None:
         if not ledger.feasible(request):
             _warn_infeasible(name, request, f"node totals {ledger.totals}")
@@ -178,7 +178,7 @@ def _strategy(client, options) -> dict:
         return {"workers": [addrs[next(_spread_counter) % len(addrs)]], "allow_other_workers": True}
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         addrs = [
-            a for a, w in workers.items() if _session.node_id_of_host(w["host"]) == strategy.node_id
+            a for a, w in workers.items() if _driver.node_id_of_host(w["host"]) == strategy.node_id
         ]
         if not addrs:
             if strategy.soft:
@@ -195,8 +195,8 @@ def _raise_unschedulable(msg):
 @interrupts.api_call
 def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
     """Submit one call; returns an ObjectRef, a list of them, or None (``num_returns=0``)."""
-    client = _session.client()
-    session = _session.current_session(auto_init=False)
+    client = _driver.client()
+    session = _driver.current_session(auto_init=False)
     num_returns = options.get("num_returns")
     num_returns = 1 if num_returns is None else num_returns
 
@@ -252,8 +252,8 @@ def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
         request=request,
         env_vars=env_vars,
         runtime_env=runtime_env,
-        job_id=_session.current_job_id(),
-        namespace=_session.current_namespace(),
+        job_id=_driver.current_job_id(),
+        namespace=_driver.current_namespace(),
     )
     key = new_key(name)
     generator = None

@@ -9,9 +9,9 @@ from conftest import wait_until
 
 
 def _client():
-    from raycompat._dask import session
+    from raycompat._dask import driver
 
-    return session.current_session().client
+    return driver.current_session().client
 
 
 def _span_state(dask_scheduler):

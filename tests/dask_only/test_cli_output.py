@@ -49,7 +49,7 @@ def test_a_leaving_driver_takes_its_event_topics_along(cli_cluster):
     proc = run_script(
         f"""
         import raycompat as ray
-        from raycompat._dask import output, session, streaming
+        from raycompat._dask import driver, output, streaming
         ray.init(address="{cli_cluster.address}")
 
         @ray.remote
@@ -59,8 +59,8 @@ def test_a_leaving_driver_takes_its_event_topics_along(cli_cluster):
                 yield i
 
         assert [ray.get(r) for r in count.remote(3)] == [0, 1, 2]
-        print("TOPICS", output.TOPIC_PREFIX + session.current_job_id(),
-              streaming.TOPIC_PREFIX + session.client().id)
+        print("TOPICS", output.TOPIC_PREFIX + driver.current_job_id(),
+              streaming.TOPIC_PREFIX + driver.client().id)
         ray.shutdown()
         """
     )

@@ -11,9 +11,9 @@ from conftest import run_script
 
 
 def _session():
-    from raycompat._dask import session
+    from raycompat._dask import driver
 
-    return session.current_session()
+    return driver.current_session()
 
 
 def test_everything_listens_on_loopback(ray):

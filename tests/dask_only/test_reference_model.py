@@ -13,9 +13,9 @@ from conftest import wait_until
 
 
 def _client():
-    from raycompat._dask import session
+    from raycompat._dask import driver
 
-    return session.current_session().client
+    return driver.current_session().client
 
 
 def _known(keys) -> set:
@@ -78,7 +78,7 @@ def test_refs_inside_put_live_with_the_put(ray):
 
 def test_a_ref_pickled_by_the_user_is_pinned_to_the_job(ray):
     """Rule 5: as Ray pins a ref serialized out of band until its owner exits."""
-    from raycompat._dask import session
+    from raycompat._dask import driver
 
     ref = ray.put("out of band")
     blob = pickle.dumps(ref)
@@ -86,7 +86,7 @@ def test_a_ref_pickled_by_the_user_is_pinned_to_the_job(ray):
     del ref
     gc.collect()
     time.sleep(0.5)
-    assert key in _held_by("raycompat-pins-" + session.current_session().job_id)
+    assert key in _held_by("raycompat-pins-" + driver.current_session().job_id)
     assert ray.get(pickle.loads(blob)) == "out of band"
 
 
@@ -95,12 +95,12 @@ def test_a_ref_to_a_key_nobody_holds_raises_object_lost(ray):
     ref = ray.put("soon gone")
     blob = pickle.dumps(ref)  # pinned to the job: release that pin by hand
     key = ref._key
-    from raycompat._dask import session
+    from raycompat._dask import driver
 
     def release(dask_scheduler, name, key):
         dask_scheduler.client_releases_keys(keys=[key], client=name)
 
-    _client().run_on_scheduler(release, name="raycompat-pins-" + session.current_session().job_id, key=key)
+    _client().run_on_scheduler(release, name="raycompat-pins-" + driver.current_session().job_id, key=key)
     del ref
     assert wait_until(lambda: _gone([key]), 30)
     start = time.monotonic()
