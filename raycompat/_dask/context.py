@@ -60,7 +60,7 @@ def set_current_task(ctx: Optional[TaskContext]) -> Optional[TaskContext]:
     return prev
 
 
-#: The driver's job id (the session module, above this one, registers its lookup).
+#: The driver's job id (``driver.py``, above this one, registers its lookup).
 _driver_job: Callable[[], Optional[str]] = lambda: None
 
 

@@ -4,13 +4,14 @@ Ray's ``init()`` with no address starts a local cluster; with an address it conn
 raycompat maps "a local Ray instance" onto a ``distributed.LocalCluster`` of worker
 processes (one per CPU, one thread each, every socket on 127.0.0.1) and "a Ray cluster"
 onto any Dask scheduler a ``distributed.Client`` can reach. ``shutdown()`` closes the
-client and stops only what ``init`` started.
+client and stops only what ``init`` started. This module is the lifecycle only, above
+every other; what the rest of the engine looks up (the session, its client and job)
+is in ``driver.py``.
 """
 
 from __future__ import annotations
 
 import atexit
-
 import logging
 import math
 import os
