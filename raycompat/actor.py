@@ -81,7 +81,7 @@ def exit_actor():
     """End the current actor from inside one of its methods (Ray's ``exit_actor``)."""
 
     ctx = _context.current_task()
-    if ctx is None or getattr(ctx, "actor", None) is None:
+    if ctx is None or ctx.actor is None:
         raise TypeError("exit_actor API is called on a non-actor worker, a driver or a task.")
     raise ActorExit()
 

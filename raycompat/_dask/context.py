@@ -33,6 +33,11 @@ class TaskContext:
     waker: Optional[Callable[[], None]] = None
     #: ``ray.cancel``'s KeyboardInterrupt was set or raised (at most once per task).
     interrupted: bool = False
+    #: The actor's shell (``actor_shell.Shell``) when this is an actor call; None in a task.
+    actor: object = None
+    #: The runtime_env this task runs in, which its child tasks inherit (tasks only: an
+    #: actor's is in its shell's meta).
+    runtime_env: object = None
 
 
 def inherited_env_vars() -> dict:
@@ -41,7 +46,7 @@ def inherited_env_vars() -> dict:
     ctx = current_task()
     if ctx is None:
         return {}
-    actor = getattr(ctx, "actor", None)
+    actor = ctx.actor
     if actor is not None:
         return dict(actor.meta.get("env_vars") or {})
     return dict(ctx.env_vars or {})

@@ -108,7 +108,7 @@ _MAX_PARTIAL = 64 * 1024
 
 
 def _source_name(ctx) -> str:
-    actor = getattr(ctx, "actor", None)
+    actor = ctx.actor
     return actor.class_name if actor is not None else ctx.name
 
 

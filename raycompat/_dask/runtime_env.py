@@ -170,7 +170,7 @@ def setup_job(session) -> None:
 
 def teardown_job(session) -> None:
     """``ray.shutdown()``: workers of a cluster we only joined stop shipping our files."""
-    name = getattr(session, "runtime_env_plugin", None)
+    name = session.runtime_env_plugin
     if name is None or session.owned:
         return
     try:
@@ -191,7 +191,7 @@ _for_call_cache: dict = {}
 def for_call(session, runtime_env: Optional[dict]) -> Optional[PreparedEnv]:
     """The environment a task or actor created now runs in: its own ``working_dir``,
     ``py_modules`` and ``pip`` over the job's (driver) or its parent's (inside a task)."""
-    base = getattr(session, "prepared_runtime_env", None) if session is not None else current()
+    base = session.prepared_runtime_env if session is not None else current()
     if not runtime_env:
         return base
     wd, mods, pip = (runtime_env.get(k) for k in ("working_dir", "py_modules", "pip"))
@@ -218,8 +218,8 @@ def current() -> Optional[PreparedEnv]:
     ctx = _context.current_task()
     if ctx is None:
         return None
-    env = getattr(ctx, "runtime_env", None)
-    actor = getattr(ctx, "actor", None)
+    env = ctx.runtime_env
+    actor = ctx.actor
     if env is None and actor is not None:
         env = actor.meta.get("runtime_env")
     return env
@@ -760,7 +760,7 @@ def enter(env: Optional[PreparedEnv]) -> Optional[Callable[[], None]]:
             settings[process_env.CWD] = cwd
         token = process_env.push(settings)
     ctx = _context.current_task()
-    if ctx is not None and getattr(ctx, "actor", None) is None:
+    if ctx is not None and ctx.actor is None:
         ctx.runtime_env = env  # what child tasks inherit (actors: the shell's meta)
 
     def leave():

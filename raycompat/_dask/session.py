@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 import warnings
 from typing import Any, Optional
@@ -102,10 +103,14 @@ class Session:
         self.ledger = ledger
         self.tmpdir = tmpdir
         self.runtime_env = runtime_env or {}
+        #: The job's runtime_env once shipped (``runtime_env.setup_job``), and the name of
+        #: the worker plugin that ships it to workers joining later.
+        self.prepared_runtime_env = None
+        self.runtime_env_plugin: Optional[str] = None
         self.function_deps: dict = {}
         #: Variables naming this driver's non-detached actors, deleted at shutdown.
         self.named_actors: list = []
-        self.started = __import__("time").time()
+        self.started = time.time()
         self.lifetime_registered = False
         #: Prints the job's worker output (None with ``log_to_driver=False``).
         self.printer = None
