@@ -24,6 +24,29 @@ class RayError(Exception):
     """Super class of all ray exception types."""
 
 
+def _portable_cause(cause, traceback_str: str):
+    """The cause a task error can carry to another process, as Ray decides it: the
+    exception itself; Ray's ``UnserializableException`` when it pickles but cannot be
+    rebuilt; a ``RayError`` naming it (Ray's text) when it does not pickle at all."""
+    import pickle
+
+    import cloudpickle
+
+    try:
+        blob = cloudpickle.dumps(cause)
+    except Exception as e:  # noqa: BLE001 - any pickling failure
+        err_type = f"{cause.__class__.__module__}.{cause.__class__.__name__}"
+        return RayError(
+            f"Exception {err_type} isn't serializable: {e}.\n"
+            f"Original exception details:\n{traceback_str}"
+        )
+    try:
+        pickle.loads(blob)
+    except Exception:  # noqa: BLE001 - any unpickling failure
+        return UnserializableException(traceback_str)
+    return cause
+
+
 class CrossLanguageError(RayError):
     """Raised from another language."""
 
@@ -73,17 +96,7 @@ class RayTaskError(RayError):
         self.traceback_str = traceback_str
         self.actor_repr = actor_repr
         self._actor_id = actor_id
-        self.cause = cause
-        try:
-            import cloudpickle
-
-            cloudpickle.dumps(cause)
-        except Exception as e:  # noqa: BLE001 - any pickling failure
-            err_type = f"{cause.__class__.__module__}.{cause.__class__.__name__}"
-            self.cause = RayError(
-                f"Exception {err_type} isn't serializable: {e}.\n"
-                f"Original exception details:\n{traceback_str}"
-            )
+        self.cause = _portable_cause(cause, traceback_str)
         self.args = (function_name, traceback_str, self.cause, proctitle, pid, ip)
         assert traceback_str is not None
 

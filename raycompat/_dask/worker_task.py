@@ -20,8 +20,6 @@ import pickle
 import traceback
 from typing import Any
 
-import cloudpickle
-
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import interrupts, output, process_env, references
@@ -145,22 +143,12 @@ def _should_retry(exc: BaseException, retry_exceptions) -> bool:
 
 
 def _task_error_text(exc: BaseException):
-    """The remote traceback text (from the user's frame on) and a cause that survives
-    the trip back (``UnserializableException`` when it cannot be rebuilt, as Ray)."""
+    """The remote traceback text, from the user's frame on, and the cause (``RayTaskError``
+    decides what of it can make the trip back)."""
     # Drop the wrapper's own frame: the traceback starts in the user's function, as Ray's.
     frames = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
     tb = "".join(traceback.format_exception(type(exc), exc, frames or exc.__traceback__))
-    cause = exc
-    try:
-        pickle.loads(cloudpickle.dumps(exc))
-    except Exception:  # noqa: BLE001 - the cause cannot make the trip back
-        try:
-            cloudpickle.dumps(exc)
-        except Exception:  # noqa: BLE001 - RayTaskError substitutes a RayError itself
-            pass
-        else:
-            cause = rex.UnserializableException(tb)
-    return tb, cause
+    return tb, exc
 
 
 def _task_error(spec: TaskSpec, exc: BaseException, key: str) -> rex.RayTaskError:
