@@ -36,8 +36,7 @@ from raycompat._dask.keys import new_key
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.streaming import ObjectRefGenerator
 from raycompat._private import options as _options
-from raycompat._dask.submit import _warn_infeasible
-from raycompat._dask.submit import _strategy
+from raycompat._dask import placement as _placement
 from raycompat._dask import lifetime
 
 #: One Caller per (actor, client) in this process, held strongly by the handles only: when
@@ -104,18 +103,13 @@ def create(actor_class, args, kwargs, options: dict):
         actor_class._cls_blob = cloudpickle.dumps(actor_class.__ray_actor_class__, protocol=5)
     actor_id = uuid.uuid4().hex[:32]
     max_concurrency = options.get("max_concurrency") or (1000 if actor_class._is_async else 1)
-    explicit = {}
-    if options.get("num_cpus") is not None:
-        explicit["CPU"] = float(options["num_cpus"])
-    if options.get("num_gpus"):
-        explicit["GPU"] = float(options["num_gpus"])
-    for k, v in (options.get("resources") or {}).items():
-        explicit[k] = float(v)
-    explicit = {k: v for k, v in explicit.items() if v > 0}
+    # Ray: an actor needs 1 CPU to be placed unless it asks otherwise, and holds for its
+    # lifetime only what it asked for.
+    explicit = _placement.resource_request(options, default_cpus=None)
     placement_request = explicit if (explicit or options.get("num_cpus") == 0) else {"CPU": 1.0}
     ledger = _driver.embedded_ledger()
     if ledger is not None and not ledger.feasible(placement_request):
-        _warn_infeasible(actor_class._class_name, placement_request, f"node totals {ledger.totals}")
+        _placement.warn_infeasible(actor_class._class_name, placement_request, f"node totals {ledger.totals}")
     concurrent = bool(actor_class._is_async or max_concurrency > 1 or options.get("concurrency_groups"))
     session = _driver.current_session(auto_init=False)
     env_vars = _context.env_vars_for_call(session, options.get("runtime_env"))
@@ -139,13 +133,11 @@ def create(actor_class, args, kwargs, options: dict):
     }
     args_blob, held = _args_blob(args, kwargs, actor_class._class_name)
     placement = {}
-    resources = dict(options.get("resources") or {})
-    if options.get("num_gpus"):
-        resources["GPU"] = options["num_gpus"]
-    if resources and _driver.embedded_ledger() is None:
+    resources = _placement.dask_resources(explicit)
+    if resources and ledger is None:
         placement["resources"] = resources
     if options.get("scheduling_strategy") not in (None, "DEFAULT"):
-        strategy = _strategy(client, options)
+        strategy = _placement.strategy(client, options)
         if "unschedulable" in strategy:
             raise rex.ActorUnschedulableError(strategy["unschedulable"])
         placement.update(strategy)

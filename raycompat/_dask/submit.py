@@ -8,24 +8,15 @@ The mapping, option by option (unlisted options: see ``raycompat/_private/option
   worker); everything else is pickled once, whole, into the spec, where nested refs
   stay refs; argument or function blobs over Ray's 100 KiB inline limit travel as
   scattered data instead of through the scheduler's graph;
-- ``num_cpus``/``num_gpus``/``resources`` are taken from the node ledger on the embedded
-  cluster (``ledger.py``); on a cluster we only connect to, GPUs and custom resources
-  become Dask worker resources and CPUs are Dask's thread slots;
+- ``num_cpus``/``num_gpus``/``resources`` and ``scheduling_strategy``: ``placement.py``;
 - ``max_retries`` on worker death is Dask's ``allowed-failures``; application errors are
   retried inside the wrapper as ``retry_exceptions`` says (Dask's ``retries=`` would
-  retry everything);
-- ``scheduling_strategy``: ``SPREAD`` round-robins over workers (soft),
-  ``NodeAffinitySchedulingStrategy`` restricts to the workers of that host.
+  retry everything).
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-import itertools
-import warnings
-import weakref
-from typing import Any
 
 import cloudpickle
 import dask
@@ -34,10 +25,10 @@ from raycompat import exceptions as rex
 from raycompat._dask import batching
 from raycompat._dask import context as _context
 from raycompat._dask import interrupts
+from raycompat._dask import placement as _placement
 from raycompat._dask import references
 from raycompat._dask import retries
 from raycompat._dask import runtime_env as _runtime_env
-from raycompat._dask.actor_host import task_workers
 from raycompat._dask.keys import new_key
 from raycompat._dask import driver as _driver
 from raycompat._dask import streaming as _streaming
@@ -45,13 +36,10 @@ from raycompat._dask.refs import ObjectRef
 from raycompat._dask.serialization import Sealed, hide_main
 from raycompat._dask.worker_task import ArgSlot, TaskSpec, run_task
 from raycompat._private.options import DEFAULT_TASK_MAX_RETRIES
-from raycompat.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 #: Ray inlines arguments up to 100 KiB; larger ones go through the object store.
 INLINE_LIMIT = 100 * 1024
 
-_spread_counter = itertools.count()
-_infeasible_warned: set = set()
 _inflight_no_return: set = set()
 
 
@@ -105,89 +93,6 @@ def _pickle_args(args, kwargs, function_name):
     return blob, collected
 
 
-def _resource_request(options) -> dict:
-    req = {}
-    num_cpus = options.get("num_cpus")
-    req["CPU"] = 1.0 if num_cpus is None else float(num_cpus)
-    if options.get("num_gpus"):
-        req["GPU"] = float(options["num_gpus"])
-    for k, v in (options.get("resources") or {}).items():
-        if v:
-            req[k] = float(v)
-    return {k: v for k, v in req.items() if v > 0}
-
-
-def _warn_infeasible(name, request, available_desc):
-    key = (name, tuple(sorted(request.items())))
-    if key in _infeasible_warned:
-        return
-    _infeasible_warned.add(key)
-    warnings.warn(
-        f"The task {name} requires {request}, which no worker of this cluster offers "
-        f"({available_desc}). It stays pending until such a worker joins, as Ray keeps "
-        "infeasible tasks pending.",
-        UserWarning,
-        stacklevel=5,
-    )
-
-
-def _placement(client, options, name) -> dict:
-    """Dask ``submit`` keywords for resources and scheduling strategy."""
-    out: dict[str, Any] = {}
-    request = _resource_request(options)
-    ledger = _driver.embedded_ledger()
-    if ledger is not None:
-        if not ledger.feasible(request):
-            _warn_infeasible(name, request, f"node totals {ledger.totals}")
-            missing = {k: v for k, v in request.items() if v > ledger.totals.get(k, 0.0)}
-            out["resources"] = {f"raycompat-infeasible-{k}": v for k, v in missing.items()}
-        return out, request
-    dask_resources = {k: v for k, v in request.items() if k != "CPU"}
-    if dask_resources:
-        out["resources"] = dask_resources
-        offered = [dict(w.get("resources") or {}) for w in _workers(client).values()]
-        if not any(all(w.get(k, 0.0) >= v for k, v in dask_resources.items()) for w in offered):
-            _warn_infeasible(name, dask_resources, f"workers offer {offered}")
-    return out, request
-
-
-_workers_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # client -> (time, workers)
-
-
-def _workers(client) -> dict:
-    """The scheduler's worker table, cached for a second per client: placement decisions
-    (SPREAD, node affinity, feasibility) must not cost a scheduler round trip per call."""
-    now = time.monotonic()
-    hit = _workers_cache.get(client)
-    if hit is None or now - hit[0] >= 1.0:
-        workers = task_workers(client.scheduler_info(n_workers=-1)["workers"])
-        hit = _workers_cache[client] = (now, workers)
-    return hit[1]
-
-
-def _strategy(client, options) -> dict:
-    strategy = options.get("scheduling_strategy")
-    if strategy is None or strategy == "DEFAULT":
-        return {}
-
-    workers = _workers(client)
-    if strategy == "SPREAD":
-        addrs = sorted(workers)
-        if not addrs:
-            return {}
-        return {"workers": [addrs[next(_spread_counter) % len(addrs)]], "allow_other_workers": True}
-    if isinstance(strategy, NodeAffinitySchedulingStrategy):
-        addrs = [
-            a for a, w in workers.items() if _driver.node_id_of_host(w["host"]) == strategy.node_id
-        ]
-        if not addrs:
-            if strategy.soft:
-                return {}
-            return {"unschedulable": f"node {strategy.node_id} is not alive"}
-        return {"workers": addrs, "allow_other_workers": bool(strategy.soft)}
-    return {}
-
-
 def _raise_unschedulable(msg):
     raise rex.TaskUnschedulableError(msg)
 
@@ -230,8 +135,8 @@ def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
     env_vars = _context.env_vars_for_call(session, options.get("runtime_env"))
     runtime_env = _runtime_env.for_call(session, options.get("runtime_env"))
 
-    placement, request = _placement(client, options, name)
-    strategy = _strategy(client, options)
+    placement, request = _placement.for_task(client, options, name)
+    strategy = _placement.strategy(client, options)
     if "unschedulable" in strategy:
         fut = client.submit(
             _raise_unschedulable, strategy["unschedulable"], key=new_key(name), pure=False
