@@ -8,53 +8,12 @@ import inspect
 from typing import Optional
 
 from raycompat import exceptions as rex
-from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._dask import context as _context
 from raycompat._dask.actor_errors import ActorExit
 from raycompat.dag.class_node import ClassNode
 from raycompat._dask import actor_api as _actor_api
 from raycompat.dag.class_node import bind_actor_method
-from raycompat._private.options import validate_num_returns
-
-actor_options_names = (
-    "label_selector", "fallback_strategy", "accelerator_type", "memory", "name", "num_cpus",
-    "num_gpus", "object_store_memory", "placement_group", "placement_group_bundle_index",
-    "placement_group_capture_child_tasks", "resources", "runtime_env", "scheduling_strategy",
-    "enable_task_events", "_labels", "concurrency_groups", "enable_tensor_transport", "lifetime",
-    "max_concurrency", "max_restarts", "max_task_retries", "max_pending_calls", "namespace",
-    "get_if_exists", "allow_out_of_order_execution", "_actor_generator_backpressure_num_objects",
-)
-
-
-def validate_actor_options(options: dict) -> None:
-    for k, v in options.items():
-        if k not in actor_options_names:
-            raise ValueError(
-                f"Invalid option keyword {k} for actors. Valid ones are {list(actor_options_names)}."
-            )
-
-    validate_runtime_env(options.get("runtime_env"))
-    if options.get("lifetime") not in (None, "detached", "non_detached"):
-        raise ValueError("actor `lifetime` argument must be one of 'detached', 'non_detached' and 'None'.")
-    for k in ("max_concurrency",):  # Ray: None, 0 (the default) or a positive integer
-        v = options.get(k)
-        if v is not None and (not isinstance(v, int) or v < 0):
-            raise ValueError(f"The keyword '{k}' only accepts None, 0 or a positive integer.")
-    for k in ("max_restarts", "max_task_retries", "max_pending_calls"):
-        v = options.get(k)
-        if v is not None and (not isinstance(v, int) or v < -1):
-            raise ValueError(
-                f"The keyword '{k}' only accepts None, 0, -1 or a positive integer, where -1 represents infinity."
-            )
-    for k in ("num_cpus", "num_gpus"):
-        v = options.get(k)
-        if v is not None and (not isinstance(v, (int, float)) or v < 0):
-            raise ValueError(f"The quantity of resource {k} cannot be negative")
-    if options.get("name") is not None and not isinstance(options["name"], str):
-        raise TypeError(f"The type of keyword 'name' must be {(str, type(None))}")
-    if options.get("name") == "":
-        raise ValueError("Actor name cannot be an empty string.")
-
+from raycompat._private.options import validate_actor_options, validate_num_returns
 
 def method(*args, **kwargs):
     """``@ray.method(num_returns=N)``: per-method defaults for actor calls."""
@@ -107,7 +66,7 @@ class ActorClass:
     """What ``@ray.remote`` makes of a class: call ``.remote()`` to start an actor."""
 
     def __init__(self, cls, options: dict):
-        validate_actor_options(options)
+        validate_actor_options(options, in_options=False)
         self.__ray_actor_class__ = cls
         self._default_options = dict(options)
         self._class_name = cls.__name__
@@ -144,7 +103,7 @@ class ActorClass:
         return self._remote(args, kwargs, self._default_options)
 
     def options(self, **options):
-        validate_actor_options(options)
+        validate_actor_options(options, in_options=True)
         merged = {**self._default_options, **options}
         parent = self
 

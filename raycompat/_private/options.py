@@ -164,6 +164,35 @@ task_options: dict[str, Option] = {
     "_num_objects_per_yield": Option((int, type(None)), default_value=1),
 }
 
+actor_options: dict[str, Option] = {
+    **common_options,
+    "concurrency_groups": Option((list, dict, type(None))),
+    "enable_tensor_transport": Option((bool, type(None))),
+    "lifetime": Option(
+        (str, type(None)),
+        lambda x: None
+        if x in (None, "detached", "non_detached")
+        else "actor `lifetime` argument must be one of 'detached', 'non_detached' and 'None'.",
+    ),
+    "max_concurrency": _counting("max_concurrency", False),
+    "max_restarts": _counting("max_restarts", True, 0),
+    "max_task_retries": _counting("max_task_retries", True, 0),
+    "max_pending_calls": _counting("max_pending_calls", True, -1),
+    "namespace": Option((str, type(None))),
+    "get_if_exists": Option(bool, default_value=False),
+    "allow_out_of_order_execution": Option((bool, type(None))),
+    "_actor_generator_backpressure_num_objects": Option(
+        (int, type(None)),
+        lambda x: None
+        if (x is None or x > 0 or x == -1)
+        else (
+            "_actor_generator_backpressure_num_objects must be > 0 to cap the "
+            "actor's total unconsumed generator objects, or -1 to disable. "
+            f"Got {x}."
+        ),
+    ),
+}
+
 _IGNORED_WHY = {
     "max_calls": "Dask workers are long-lived; recycle them cluster-wide with distributed.worker.lifetime",
     "accelerator_type": "Dask workers advertise resources, not accelerator types",
@@ -219,6 +248,24 @@ def validate_task_options(options: dict, in_options: bool, is_generator_callable
     if is_generator_callable is not None:
         validate_num_returns(is_generator_callable, options.get("num_returns"), stacklevel=stacklevel)
     warn_ignored(options)
+
+
+def validate_actor_options(options: dict, in_options: bool) -> None:
+    """Ray's ``validate_actor_options``: unknown keywords raise ``ValueError`` naming them."""
+    for k, v in options.items():
+        if k not in actor_options:
+            raise ValueError(
+                f"Invalid option keyword {k} for actors. "
+                f"Valid ones are {list(actor_options)}."
+            )
+        actor_options[k].validate(k, v)
+    validate_runtime_env(options.get("runtime_env"))
+    if in_options and "concurrency_groups" in options:
+        raise ValueError("Setting 'concurrency_groups' is not supported in '.options()'.")
+    if options.get("get_if_exists") and not options.get("name"):
+        raise ValueError("The actor name must be specified to use `get_if_exists`.")
+    if options.get("name") == "":
+        raise ValueError("Actor name cannot be an empty string.")
 
 
 def warn_ignored(options: dict) -> None:
