@@ -24,7 +24,7 @@ from typing import Optional
 
 from distributed import Future
 
-from raycompat._dask import interrupts, references
+from raycompat._dask import interrupts, references, results
 from raycompat._dask import driver as _driver
 
 
@@ -76,13 +76,12 @@ class ObjectRef:
     # futures and await --------------------------------------------------------
     def future(self) -> concurrent.futures.Future:
         """A ``concurrent.futures.Future`` resolved with the value (or Ray's error)."""
-        from raycompat._dask import api  # late: api imports this module
 
         cf: concurrent.futures.Future = concurrent.futures.Future()
 
         def done(_):
             try:
-                cf.set_result(api.get_one(self, timeout=None))
+                cf.set_result(results.get_one(self, timeout=None))
             except BaseException as e:  # noqa: BLE001 - handed to the future
                 cf.set_exception(e)
 
@@ -96,9 +95,8 @@ class ObjectRef:
         return asyncio.wrap_future(self.future()).__await__()
 
     def _on_completed(self, callback):
-        from raycompat._dask import api  # late: api imports this module
 
-        self._future.add_done_callback(lambda _: callback(api.get_one(self, timeout=None)))
+        self._future.add_done_callback(lambda _: callback(results.get_one(self, timeout=None)))
 
 
 def _rebuild_ref(key, index, task_name=None) -> ObjectRef:

@@ -42,24 +42,11 @@ from raycompat._dask.serialization import Sealed
 from raycompat import exceptions as rex
 from raycompat._dask.actor_result import ActorResult, _callback_executor
 from raycompat._dask.refs import ObjectRef
+from raycompat._dask.results import StreamEnd
+from raycompat._dask import objects, results
 from raycompat._dask import refs as _refs
 
 TOPIC_PREFIX = "raycompat-stream-"
-
-
-class StreamEnd:
-    """The result of a streaming call: how many items it yielded, and its error if any.
-
-    ``ray.get`` of a ref to it (``gen.completed()``) gives None or raises the error."""
-
-    __slots__ = ("count", "error")
-
-    def __init__(self, count: int, error: Optional[BaseException] = None):
-        self.count = count
-        self.error = error
-
-    def __reduce__(self):
-        return (StreamEnd, (self.count, self.error))
 
 
 # ============================================================================ worker side
@@ -153,9 +140,8 @@ async def run_streaming_async(agen, publisher: Publisher, is_cancelled) -> Strea
 
 def collect_dynamic(gen) -> "DynamicObjectRefGenerator":
     """``num_returns="dynamic"``: store every item, return the generator of their refs."""
-    from raycompat._dask import api  # late: api imports this module
 
-    return DynamicObjectRefGenerator([api.put(item) for item in gen])
+    return DynamicObjectRefGenerator([objects.put(item) for item in gen])
 
 
 # ============================================================================ caller side
@@ -200,13 +186,12 @@ def forget(client) -> None:
         reg = _registries.pop(client.id, None)
     if reg is None:
         return
-    from raycompat._dask import api  # late: api imports this module
 
     for gen in list(reg.streams.values()):
         final = gen._final
         if final is not None and not final._future.done():
             try:
-                api.cancel(gen)
+                objects.cancel(final)  # the generator's call
             except Exception:  # noqa: BLE001 - best effort at shutdown
                 pass
 
@@ -289,14 +274,12 @@ class ObjectRefGenerator:
         return True
 
     def _dropped(self) -> bool:
-        from raycompat._dask import api  # late: api imports this module
-
-        return self._stream_key in api._cancelled
+    
+        return results.is_cancelled(self._stream_key)
 
     def _on_final(self, fut) -> None:
         """The call ended: learn its item count, and its error (as the last item)."""
-        from raycompat._dask import api  # late: api imports this module
-
+    
         count, error = None, None
         if self._dropped():  # ray.cancel: ``_pop`` hands out the cancellation
             pass
@@ -306,13 +289,13 @@ class ObjectRefGenerator:
                 end = end.unseal() if isinstance(end, Sealed) else end
                 count, error = end.count, end.error
             except Exception as e:  # noqa: BLE001 - lost before we could read it
-                error = api.translate_error(e, self._final)
+                error = results.translate_error(e, self._final)
         else:
             try:
                 exc = fut.exception()
             except BaseException as e:  # noqa: BLE001 - cancelled futures raise here
                 exc = e
-            error = api.translate_error(exc, self._final)
+            error = results.translate_error(exc, self._final)
         with self._lock:
             if count is None:  # a task's events precede its end: all items are here
                 count = self._received
@@ -376,8 +359,7 @@ class ObjectRefGenerator:
         return self._next_sync()
 
     def _next_sync(self):
-        from raycompat._dask import api  # late: api imports this module
-
+    
         with self._lock:
             ref = self._pop()
             if ref is not None:
@@ -385,7 +367,7 @@ class ObjectRefGenerator:
         # Inside a task: give the CPU back while waiting, and look for a cancel now and
         # then (``interrupts``: a wait is never interrupted).
         task = _current_task()
-        with api._blocking():
+        with results.blocking():
             with self._lock:
                 while True:
                     ref = self._pop()
