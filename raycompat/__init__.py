@@ -94,13 +94,17 @@ def get_gpu_ids() -> list:
 def kill(actor, *, no_restart=True):
     """Kill an actor at once: its pending and later calls raise ActorDiedError."""
 
+    if not isinstance(actor, ActorHandle):
+        raise ValueError(
+            f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(actor)}."
+        )
     return _actor_api.kill(actor, no_restart=no_restart)
 
 
 def get_actor(name: str, namespace=None):
     """The handle of the named actor ``name`` (in ``namespace``, default: this job's)."""
 
-    return _actor_api.get_actor(name, namespace)
+    return ActorHandle._from_record(_actor_api.get_actor(name, namespace))
 
 
 __all__ = [

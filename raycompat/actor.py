@@ -130,7 +130,7 @@ class ActorClass:
             except (TypeError, ValueError) as e:
                 if isinstance(e, TypeError):
                     raise TypeError(str(e)) from None
-        return _actor_api.create(self, args, kwargs, options)
+        return ActorHandle._from_record(_actor_api.create(self, args, kwargs, options))
 
 
 class ActorMethod:
@@ -209,11 +209,24 @@ class ActorHandle:
     def __repr__(self):
         return f"Actor({self._class_name}, {self._actor_id})"
 
+    @classmethod
+    def _from_record(cls, record) -> "ActorHandle":
+        """The handle for an engine's ``actor_api.ActorRecord``."""
+        handle = cls(record.actor_id, record.creation, record.class_name, record.methods, record.is_async,
+                     record.name, record.namespace, record.concurrent)
+        handle._caller = record.caller
+        return handle
+
     def __reduce__(self):
-        return _actor_api.reduce_handle(self)
+        return (_rebuild_handle, _actor_api.handle_state(self))
 
     def _actor_id_hex(self):
         return self._actor_id
 
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]
+
+
+def _rebuild_handle(*state) -> ActorHandle:
+    """Unpickling a handle: this process now holds the actor's current incarnation."""
+    return ActorHandle._from_record(_actor_api.record_from_state(*state))

@@ -11,6 +11,7 @@ from typing import Any, Optional
 from raycompat._dask import context as _task_context
 from raycompat._dask import driver as _driver
 from raycompat._dask.actor_api import handle_of_shell
+from raycompat.actor import ActorHandle
 
 
 class RuntimeContext:
@@ -107,7 +108,7 @@ class RuntimeContext:
         if a is None:
             raise RuntimeError("This method is only available in an actor.")
 
-        return handle_of_shell(a)
+        return ActorHandle._from_record(handle_of_shell(a))
 
     def get_assigned_resources(self) -> dict[str, Any]:
         self._require_worker()

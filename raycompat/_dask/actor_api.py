@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import uuid
 import weakref
+from dataclasses import dataclass
 from typing import Optional
 
 import cloudpickle
@@ -43,6 +44,22 @@ from raycompat._dask import lifetime
 #: the last handle goes, so does the Caller and its creation future, and Dask drops the actor.
 _callers: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
 _callers_lock = threading.Lock()
+
+
+@dataclass
+class ActorRecord:
+    """What a handle to an actor is made of; ``raycompat.actor.ActorHandle`` (the public
+    module, above this one) builds the handle from it."""
+
+    actor_id: str
+    creation: object  # the Dask future of the actor's (first) incarnation
+    class_name: str
+    methods: dict
+    is_async: bool
+    name: Optional[str] = None
+    namespace: Optional[str] = None
+    concurrent: bool = False
+    caller: object = None  # this process's Caller, when it has one already
 
 
 def _variable_names(namespace: str, name: str):
@@ -82,9 +99,7 @@ def _lookup(client, namespace: str, name: str):
 
 
 @interrupts.api_call
-def create(actor_class, args, kwargs, options: dict):
-    from raycompat.actor import ActorHandle  # late: raycompat.actor imports this module
-
+def create(actor_class, args, kwargs, options: dict) -> ActorRecord:
     _driver.current_session()
     client = _driver.client()
     name = options.get("name")
@@ -93,7 +108,7 @@ def create(actor_class, args, kwargs, options: dict):
         found = _lookup(client, namespace, name)
         if found is not None:
             if options.get("get_if_exists"):
-                return _handle_from(found[0], found[1])
+                return _record_from(found[0], found[1])
             raise rex.ActorAlreadyExistsError(
                 f"The name {name} (namespace={options.get('namespace')}) is already taken. Please use "
                 "a different name or get the existing actor using "
@@ -172,16 +187,12 @@ def create(actor_class, args, kwargs, options: dict):
                     client.run_on_scheduler(
                         lifetime.register_names, client_id=client.id, names=[var_name, meta_name]
                     )
-    handle = ActorHandle(actor_id, creation, meta["class_name"], meta["methods"], meta["is_async"],
-                         name, namespace, concurrent)
-    handle._caller = caller
-    return handle
+    return ActorRecord(actor_id, creation, meta["class_name"], meta["methods"], meta["is_async"],
+                       name, namespace, concurrent, caller)
 
 
-def _handle_from(creation: Future, meta: dict):
-    from raycompat.actor import ActorHandle  # late: raycompat.actor imports this module
-
-    return ActorHandle(meta["actor_id"], creation, meta["class_name"], meta["methods"], meta["is_async"],
+def _record_from(creation: Future, meta: dict) -> ActorRecord:
+    return ActorRecord(meta["actor_id"], creation, meta["class_name"], meta["methods"], meta["is_async"],
                        meta.get("name"), meta.get("namespace"), meta.get("concurrent", False))
 
 
@@ -242,14 +253,13 @@ def call(handle, method: str, args, kwargs, num_returns):
 # ---------------------------------------------------------------- handles travel
 
 
-def reduce_handle(handle):
+def handle_state(handle) -> tuple:
+    """What a pickled handle carries (``record_from_state`` rebuilds its record); the
+    actor's current incarnation stays alive while the pickled handle may be unpickled."""
     creation = current_creation(handle)
     references.pickled(creation)
-    return (
-        _rebuild_handle,
-        (handle._actor_id, creation.key, handle._class_name, handle._methods, handle._is_async,
-         handle._name, handle._namespace, handle._concurrent),
-    )
+    return (handle._actor_id, creation.key, handle._class_name, handle._methods, handle._is_async,
+            handle._name, handle._namespace, handle._concurrent)
 
 
 def current_creation(handle):
@@ -258,21 +268,20 @@ def current_creation(handle):
     return caller.creation if caller is not None else handle._creation
 
 
-def _rebuild_handle(actor_id, creation_key, class_name, methods, is_async, name, namespace, concurrent=False):
-    from raycompat.actor import ActorHandle  # late: raycompat.actor imports this module
-
+def record_from_state(actor_id, creation_key, class_name, methods, is_async, name, namespace,
+                      concurrent=False) -> ActorRecord:
     fut = _refs.rebind(_driver.client_for_rebind(), creation_key)
-    return ActorHandle(actor_id, fut, class_name, methods, is_async, name, namespace, concurrent)
+    return ActorRecord(actor_id, fut, class_name, methods, is_async, name, namespace, concurrent)
 
 
 def handle_of_shell(shell):
-    """Inside an actor: a handle to itself (``get_runtime_context().current_actor``)."""
+    """Inside an actor: the record of a handle to itself (``current_actor``)."""
     from distributed import get_worker
 
     key = next(k for k, v in get_worker().state.actors.items() if v is shell)
     m = shell.meta
-    return _rebuild_handle(m["actor_id"], key, m["class_name"], m["methods"], m["is_async"],
-                           m.get("name"), m.get("namespace"), m.get("concurrent", False))
+    return record_from_state(m["actor_id"], key, m["class_name"], m["methods"], m["is_async"],
+                             m.get("name"), m.get("namespace"), m.get("concurrent", False))
 
 
 # ---------------------------------------------------------------- kill / lookup
@@ -280,12 +289,7 @@ def handle_of_shell(shell):
 
 @interrupts.api_call
 def kill(handle, no_restart: bool = True) -> None:
-    from raycompat.actor import ActorHandle  # late: raycompat.actor imports this module
-
-    if not isinstance(handle, ActorHandle):
-        raise ValueError(
-            f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(handle)}."
-        )
+    """``ray.kill`` of a handle (``raycompat.kill`` checks that it is one)."""
     caller = _caller_for(handle)
     caller.killed = True
     client = caller.client
@@ -326,7 +330,7 @@ def get_actor(name: str, namespace: Optional[str] = None):
             "up a named actor you didn't create. 2. The named actor died. 3. You did not use a "
             "namespace matching the namespace of the actor."
         )
-    return _handle_from(*found)
+    return _record_from(*found)
 
 
 @interrupts.api_call
