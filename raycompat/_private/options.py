@@ -231,17 +231,17 @@ def validate_num_returns(is_generator_callable: bool, num_returns, stacklevel: i
         )
 
 
+def _validate_against(table: dict, options: dict, kind: str) -> None:
+    for k, v in options.items():
+        if k not in table:
+            raise ValueError(f"Invalid option keyword {k} for {kind}. Valid ones are {list(table)}.")
+        table[k].validate(k, v)
+
+
 def validate_task_options(options: dict, in_options: bool, is_generator_callable=None,
                           stacklevel: int = 4) -> None:
     """Ray's ``validate_task_options``: unknown keywords raise ``ValueError`` naming them."""
-    for k, v in options.items():
-        if k not in task_options:
-            raise ValueError(
-                f"Invalid option keyword {k} for remote functions. "
-                f"Valid ones are {list(task_options)}."
-            )
-        task_options[k].validate(k, v)
-
+    _validate_against(task_options, options, "remote functions")
     validate_runtime_env(options.get("runtime_env"))
     if in_options and "max_calls" in options:
         raise ValueError("Setting 'max_calls' is not supported in '.options()'.")
@@ -252,13 +252,7 @@ def validate_task_options(options: dict, in_options: bool, is_generator_callable
 
 def validate_actor_options(options: dict, in_options: bool) -> None:
     """Ray's ``validate_actor_options``: unknown keywords raise ``ValueError`` naming them."""
-    for k, v in options.items():
-        if k not in actor_options:
-            raise ValueError(
-                f"Invalid option keyword {k} for actors. "
-                f"Valid ones are {list(actor_options)}."
-            )
-        actor_options[k].validate(k, v)
+    _validate_against(actor_options, options, "actors")
     validate_runtime_env(options.get("runtime_env"))
     if in_options and "concurrency_groups" in options:
         raise ValueError("Setting 'concurrency_groups' is not supported in '.options()'.")
