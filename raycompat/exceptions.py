@@ -2,7 +2,7 @@
 
 Every class a Ray program can catch is defined here with Ray's bases, so ``except
 ray.exceptions.X`` keeps working after the import swap. The engine layer raises them
-(``raycompat/_dask/api.py``'s ``translate_error`` maps Dask's failures onto them).
+(``raycompat/_dask/results.py``'s ``translate_error`` maps Dask's failures onto them).
 """
 
 from __future__ import annotations
