@@ -643,3 +643,15 @@ def test_actor_constructors_may_block_in_get(ray):
     assert wait_until(lambda: ray.available_resources().get("CPU") == 2.0, timeout=30)
     for a in actors:
         ray.kill(a)
+
+
+def test_unpicklable_actor_call_argument_names_it(ray):
+    """Ray 2.60: ``TypeError: Could not serialize the argument <lock ...> for a task or
+    actor <module>.A.m: ...``, raised by ``.remote()``; the same wording as for tasks."""
+    import threading
+
+    a = ray.remote(Napper).remote()
+    with pytest.raises(TypeError, match=r"Could not serialize the argument <unlocked _thread.lock .*> "
+                                        r"for a task or actor \S*Napper.nap"):
+        a.nap.remote(threading.Lock())
+    assert ray.get(a.nap.remote(0)) == "done"

@@ -71,12 +71,7 @@ def _args_blob(args, kwargs, what: str):
     if not args and not kwargs:
         return None, []
     top = any(type(a) is ObjectRef for a in args) or any(type(v) is ObjectRef for v in kwargs.values())
-    try:
-        with references.collecting() as collected:
-            blob = cloudpickle.dumps((args, kwargs, top), protocol=5)
-    except Exception as e:  # noqa: BLE001 - Ray's message
-        raise TypeError(f"Could not serialize the argument for a task or actor {what}: {e}") from e
-    return blob, collected
+    return references.pickle_arguments(args, kwargs, what, top)
 
 
 def _existing_names(client, names) -> set:

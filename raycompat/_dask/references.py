@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Optional
 
+import cloudpickle
+
 from raycompat._dask import batching, context, interrupts, reference_plugin
 
 #: While set, refs being pickled are collected into this list (a value being sealed).
@@ -241,3 +243,23 @@ def scheduler_has(client, plugin_name: str) -> bool:
 
 def set_plugin_present(client, present: bool) -> None:
     _scheduler_plugins[(client.id, reference_plugin.NAME)] = present
+
+
+def pickle_arguments(args: tuple, kwargs: dict, what: str, *extra) -> tuple:
+    """A call's arguments (and ``extra``) pickled once, with the refs found inside them,
+    which the caller holds until the call is answered (Ray's rule). An argument that does
+    not pickle raises Ray's ``TypeError`` naming it and ``what`` is being called."""
+    try:
+        with collecting() as collected:
+            blob = cloudpickle.dumps((args, kwargs, *extra), protocol=5)
+    except Exception as e:  # noqa: BLE001 - find the culprit for Ray's message
+        for a in list(args) + list(kwargs.values()):
+            try:
+                cloudpickle.dumps(a)
+            except Exception:  # noqa: BLE001
+                raise TypeError(
+                    f"Could not serialize the argument {a!r} for a task or actor "
+                    f"{what}:\n{type(e).__name__}: {e}"
+                ) from e
+        raise TypeError(f"Could not serialize the arguments for {what}: {e}") from e
+    return blob, collected

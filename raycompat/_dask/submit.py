@@ -76,23 +76,6 @@ def _split_args(args, kwargs):
     return args, kwargs, deps, slots
 
 
-def _pickle_args(args, kwargs, function_name):
-    try:
-        with references.collecting() as collected:
-            blob = cloudpickle.dumps((args, kwargs), protocol=5)
-    except Exception as e:  # noqa: BLE001 - find the culprit for Ray's message
-        for a in list(args) + list(kwargs.values()):
-            try:
-                cloudpickle.dumps(a)
-            except Exception:  # noqa: BLE001
-                raise TypeError(
-                    f"Could not serialize the argument {a!r} for a task or actor "
-                    f"{function_name}:\n{type(e).__name__}: {e}"
-                ) from e
-        raise TypeError(f"Could not serialize the arguments for {function_name}: {e}") from e
-    return blob, collected
-
-
 def _raise_unschedulable(msg):
     raise rex.TaskUnschedulableError(msg)
 
@@ -119,7 +102,7 @@ def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
         spec_fn_blob = fn_blob.shipped
     held: list = []
     if args or kwargs:
-        args_blob, held = _pickle_args(args, kwargs, fn_blob.function_name)
+        args_blob, held = references.pickle_arguments(args, kwargs, fn_blob.function_name)
         if len(args_blob) > INLINE_LIMIT:
             prefix_deps.append(client.scatter(Sealed(args_blob), hash=False))
             args_blob = True
