@@ -1,13 +1,12 @@
 """The warm pool of actor hosts on the embedded cluster (see ``actor_host.py``).
 
 Ray starts actors in worker processes it keeps ready. Starting a host costs about a
-CPU-second (measured: on this 2-core machine, one started at ``init`` slowed start-up
-by 0.4 s and the tasks that ran meanwhile by 15-20 %), so raycompat starts hosts when
-actors need them, all a burst lacks at once (the first actor waits about a second, Ray's
-about 0.4 s), and keeps them: an actor takes an idle host if there is one, which then
-costs one ``Client.run`` (a few ms). ``RAYCOMPAT_WARM_ACTOR_HOSTS=N`` keeps N spares
-started ahead (each some 64 MB idle), refilled a few seconds after one is taken. When an actor's key is forgotten (its last handle is gone)
-its host is idle again; a host whose process died (the actor crashed it) comes back
+CPU-second, which slows whatever runs meanwhile (``benchmarks/README.md``, "Object
+lifetime and actor processes"), so raycompat starts hosts when actors need them, all a
+burst lacks at once, and keeps them: an actor takes an idle host if there is one, which
+then costs one ``Client.run``. ``RAYCOMPAT_WARM_ACTOR_HOSTS=N`` keeps N spares started
+ahead, refilled a few seconds after one is taken. When an actor's key is forgotten (its
+last handle is gone) its host is idle again; a host whose process died (the actor crashed it) comes back
 fresh under the same name. Hosts idle beyond ``WARM`` for ``IDLE_SECONDS`` are retired,
 so idle memory returns to the floor without a process start and stop per actor (which
 would race Dask's broadcasts to every worker, ``ray.cancel``'s among them).

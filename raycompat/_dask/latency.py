@@ -3,13 +3,11 @@
 Dask batches the small messages of its long-lived connections (``BatchedSend``) with
 intervals fixed in code: a client's messages to the scheduler wait up to 10 ms, the
 scheduler's to a worker 5 ms and to a client 2 ms, a worker's to the scheduler 2 ms.
-A Ray task's round trip crosses four of them. Measured on the embedded cluster (2
-workers, 2 runs each, interleaved): Dask's intervals: round trip 10.6 ms, a chain of
-dependent tasks 165-171 tasks/s, 2,000 empty tasks 1,600-1,770/s; the client's at zero:
-5.6 ms (the chain unchanged); all at zero: 4.3-5.0 ms, 446-469 tasks/s chained, but
-1,240-1,410 empty tasks/s (each task's messages then travel one by one); clients' at
-zero and the scheduler<->worker streams at 0.5 ms: 4.7-5.3 ms, 418-487 chained,
-1,390-1,500 empty/s. The last is the default.
+A Ray task's round trip crosses four of them. raycompat's clients send at once (zero),
+and the embedded cluster's scheduler<->worker streams wait 0.5 ms: zero everywhere would
+send each task's messages one by one and cost burst throughput; Dask's intervals double
+the round trip. The measurements behind this choice are in ``benchmarks/README.md``
+("Batched-send intervals").
 
 Only connections raycompat owns are changed, never Dask's defaults for the process:
 the clients raycompat uses (the driver's, and a worker's own client when a task submits

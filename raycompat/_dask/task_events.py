@@ -2,9 +2,8 @@
 
 Ray keeps the events of the last 100,000 tasks for its timeline and state API
 (``RAY_task_events_max_num_task_in_gcs``). Dask's own task stream keeps as many, but as
-the full ``task-finished`` message of each (about 1.2 KB), so a driver that only ever
-wanted a timeline held 120 MB once it had run 100,000 tasks. This plugin keeps what a
-timeline shows, one tuple per task (about 0.25 KB), and nothing for tasks that never ran.
+the full ``task-finished`` message of each, several times what a timeline shows (the
+soak in ``benchmarks/README.md``). This plugin keeps one tuple per task that ran.
 The dashboard's task stream is Dask's and unchanged.
 """
 
