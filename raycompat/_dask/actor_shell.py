@@ -31,7 +31,7 @@ from distributed import secede
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import output, process_env, references
-from raycompat._dask import runtime_env as _runtime_env
+from raycompat._dask import runtime_env_apply as _runtime_env
 from raycompat._dask import streaming
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed

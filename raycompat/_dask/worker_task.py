@@ -23,7 +23,7 @@ from typing import Any
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import interrupts, output, process_env, references
-from raycompat._dask import runtime_env as _runtime_env
+from raycompat._dask import runtime_env_apply as _runtime_env
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask.serialization import Deflated, Sealed, inflate
 from raycompat._dask.streaming import collect_dynamic
