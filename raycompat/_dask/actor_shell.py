@@ -32,7 +32,7 @@ from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import output, process_env, references
 from raycompat._dask import runtime_env_apply as _runtime_env
-from raycompat._dask import streaming
+from raycompat._dask import results, stream_publish
 from raycompat._dask.keys import new_key
 from raycompat._dask.serialization import Sealed
 from raycompat._dask.worker_task import _drain, _task_error_text, shape_returns
@@ -308,21 +308,21 @@ class Shell:
 
     # -- generator methods (see streaming.py) -----------------------------------
     def _stream(self, method: str, gen, consumer_id: str, ctx):
-        publisher = streaming.Publisher(consumer_id, ctx.key, ctx.name)
+        publisher = stream_publish.Publisher(consumer_id, ctx.key, ctx.name)
         try:
-            end = streaming.run_streaming(gen, publisher, lambda: ctx.cancelled)
+            end = stream_publish.run_streaming(gen, publisher, lambda: ctx.cancelled)
         except Exception as exc:  # noqa: BLE001 - user code: the stream's last item
-            end = streaming.StreamEnd(publisher.count, _method_error(self, method, exc))
+            end = results.StreamEnd(publisher.count, _method_error(self, method, exc))
         return ("ok", Sealed.seal(end))
 
     async def _stream_async(self, method: str, gen, consumer_id: str, ctx):
-        publisher = streaming.Publisher(consumer_id, ctx.key, ctx.name)
+        publisher = stream_publish.Publisher(consumer_id, ctx.key, ctx.name)
         try:
-            end = await streaming.run_streaming_async(gen, publisher, lambda: ctx.cancelled)
+            end = await stream_publish.run_streaming_async(gen, publisher, lambda: ctx.cancelled)
         except asyncio.CancelledError:
-            end = streaming.StreamEnd(publisher.count, rex.TaskCancelledError(ctx.key))
+            end = results.StreamEnd(publisher.count, rex.TaskCancelledError(ctx.key))
         except Exception as exc:  # noqa: BLE001 - user code: the stream's last item
-            end = streaming.StreamEnd(publisher.count, _method_error(self, method, exc))
+            end = results.StreamEnd(publisher.count, _method_error(self, method, exc))
         return ("ok", Sealed.seal(end))
 
     # -- the RPC entry point ----------------------------------------------------
@@ -471,7 +471,7 @@ def _hold(shell: Shell, sealed: Sealed, inner: list, owner: str) -> str:
     key = new_key(f"{shell.class_name}-result")
     if sealed.buffers:  # kept beyond the reply: detach it from the actor's own objects
         sealed = Sealed(sealed.payload, tuple(bytes(memoryview(b)) for b in sealed.buffers))
-    sync(shell.worker.loop, streaming.store_value, shell.worker, key, sealed, owner)
+    sync(shell.worker.loop, stream_publish.store_value, shell.worker, key, sealed, owner)
     references.contain(get_client(), key, inner)
     return key
 

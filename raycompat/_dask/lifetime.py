@@ -20,7 +20,7 @@ import asyncio
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from raycompat._dask import output, restarts, streaming
+from raycompat._dask import output, restarts, stream_publish
 
 from raycompat._dask.reference_plugin import release_holder
 from raycompat._dask.references import JOB_PIN_PREFIX
@@ -51,7 +51,7 @@ class DriverLifetimePlugin(SchedulerPlugin):
             return
         release_holder(scheduler, JOB_PIN_PREFIX + driver["job"])
         restarts.forget_job(scheduler, driver["job"])
-        topics = [output.TOPIC_PREFIX + driver["job"], streaming.TOPIC_PREFIX + client]
+        topics = [output.TOPIC_PREFIX + driver["job"], stream_publish.TOPIC_PREFIX + client]
         forget_topics(scheduler, topics)
         for topic in topics:
             self.left_topics[topic] = None

@@ -27,7 +27,8 @@ from raycompat._dask import runtime_env_apply as _runtime_env
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask.serialization import Deflated, Sealed, inflate
 from raycompat._dask.streaming import collect_dynamic
-from raycompat._dask.streaming import Publisher, StreamEnd, run_streaming
+from raycompat._dask.results import StreamEnd
+from raycompat._dask.stream_publish import Publisher, run_streaming
 from raycompat._dask import latency
 
 #: Functions by digest: each worker unpickles a remote function once, not per call.
