@@ -149,7 +149,6 @@ def _waitable(r):
 # ---------------------------------------------------------------------------- cancel
 
 
-@interrupts.api_call
 def cancel(ref, *, force=False, recursive=True):
     """``ray.cancel`` (see ``objects.cancel``); cancelling a generator cancels its call."""
     if type(ref) is ObjectRefGenerator:

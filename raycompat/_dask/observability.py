@@ -77,14 +77,30 @@ class ActorCallsPagePlugin(SchedulerPlugin):
         app.add_application(web.Application([(PAGE, Page)]))
 
 
+def _task_records(client, since: float) -> list:
+    """``(key, worker, thread, start, stop, status)`` of the tasks that ended after
+    ``since``: raycompat's record on the scheduler, or, on a joined cluster whose
+    scheduler cannot run raycompat, Dask's own task stream (from its first request on)."""
+    try:
+        records = client.run_on_scheduler(task_events.collect_remote, since=since)
+    except Exception:  # noqa: BLE001 - raycompat not importable on the scheduler
+        records = None
+    if records is not None:
+        return records
+    return [
+        (t["key"], t.get("worker"), t.get("thread"), ss["start"], ss["stop"], t.get("status"))
+        for t in client.get_task_stream(start=since)
+        for ss in t.get("startstops", ())
+        if ss.get("action") == "compute"
+    ]
+
+
 def timeline(client, since: float = 0.0) -> list[dict]:
     """Chrome-trace events ("X" phase, microseconds) for tasks and actor calls."""
     from dask.utils import key_split
 
     events = []
-    for key, worker, thread, start, stop, status in client.run_on_scheduler(
-        task_events.collect_remote, since=since
-    ):
+    for key, worker, thread, start, stop, status in _task_records(client, since):
         events.append(
             {
                 "cat": "task",

@@ -10,6 +10,7 @@ The dashboard's task stream is Dask's and unchanged.
 from __future__ import annotations
 
 from collections import deque
+from typing import Optional
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
@@ -48,9 +49,9 @@ def install_remote(dask_scheduler) -> bool:
     return True
 
 
-def collect_remote(dask_scheduler, since: float = 0.0) -> list:
-    """The recorded tasks that ended after ``since``."""
+def collect_remote(dask_scheduler, since: float = 0.0) -> Optional[list]:
+    """The recorded tasks that ended after ``since``; None where nothing records them."""
     plugin = dask_scheduler.plugins.get(NAME)
     if plugin is None:
-        return []
+        return None
     return [e for e in plugin.events if e[4] >= since]

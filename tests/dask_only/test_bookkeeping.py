@@ -103,3 +103,21 @@ def test_timeline_keeps_a_compact_bounded_record(ray):
     for key, worker, thread, start, stop, status in mine:
         assert worker.startswith("tcp://") and isinstance(thread, int) and stop >= start
     assert sorted(e[5] for e in mine) == ["OK"] * 4 + ["error"]
+
+
+def test_timeline_falls_back_to_dasks_task_stream_without_the_record():
+    """On a scheduler without raycompat's record (a joined cluster whose scheduler
+    cannot import raycompat), the timeline reads Dask's own task stream instead."""
+    import distributed
+
+    from raycompat._dask import observability
+
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            assert observability._task_records(client, 0.0) == []  # starts Dask's stream
+            assert client.submit(lambda: 7, key="plain-dask-task").result() == 7
+            assert wait_until(lambda: any(r[0] == "plain-dask-task"
+                                          for r in observability._task_records(client, 0.0)))
+            key, worker, thread, start, stop, status = next(
+                r for r in observability._task_records(client, 0.0) if r[0] == "plain-dask-task")
+            assert stop >= start and status == "OK"
