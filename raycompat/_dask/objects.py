@@ -70,7 +70,7 @@ def cancel(ref, *, force=False, recursive=True):
     if fut.done():
         return None
     client = fut.client
-    results.mark_cancelled(ref._key, client)
+    results.mark_cancelled(ref._key, fut)
     if type(fut) is not Future:  # an actor call: queued ones never run
         fut.cancel_on_actor()
         return None

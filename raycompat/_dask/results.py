@@ -46,13 +46,15 @@ _cancelled: dict = {}
 _prune_cancelled_at = 1024
 
 
-def mark_cancelled(key, client) -> None:
+def mark_cancelled(key, future) -> None:
+    """Remember that ``key`` was cancelled while its future lives, or, for a Dask future,
+    while its client still holds the key (other futures of it in this process)."""
     global _prune_cancelled_at
-    _cancelled[key] = weakref.ref(client)
+    _cancelled[key] = (weakref.ref(future), weakref.ref(future.client))
     if len(_cancelled) >= _prune_cancelled_at:
-        for k, c in list(_cancelled.items()):
-            live = c()
-            if live is None or k not in live.refcount:
+        for k, (f, c) in list(_cancelled.items()):
+            client = c()
+            if f() is None and (client is None or k not in client.refcount):
                 _cancelled.pop(k, None)
         _prune_cancelled_at = max(1024, 2 * len(_cancelled))
 
