@@ -29,8 +29,13 @@ def engine_module():
     return importlib.import_module(ENGINE)
 
 
+#: Set when the suite runs against a cluster it joins (``RAY_ADDRESS=tcp://...``, see
+#: ``tests/joined_cluster.py``) instead of one ``init`` starts: 2 CPUs there too.
+JOINED = os.environ.get("RAY_ADDRESS", "local") not in ("", "local")
+
+
 def init_kwargs(**extra):
-    kw = {"num_cpus": 2}
+    kw = {} if JOINED else {"num_cpus": 2}
     if ON_RAY:
         os.environ.setdefault("RAY_ADDRESS", "local")
         kw["include_dashboard"] = False
@@ -76,8 +81,9 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:
 def run_script(source: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``source`` in a fresh interpreter (for tests that start and stop clusters)."""
     full_env = dict(os.environ)
-    if ON_RAY:
-        full_env.setdefault("RAY_ADDRESS", "local")
+    if ON_RAY or JOINED:
+        # A script starts (and stops) its own cluster, also when the suite joins one.
+        full_env["RAY_ADDRESS"] = "local"
     full_env["RAYCOMPAT_TEST_ENGINE"] = ENGINE
     full_env.update(env or {})
     return subprocess.run(

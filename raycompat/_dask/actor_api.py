@@ -120,6 +120,9 @@ def create(actor_class, args, kwargs, options: dict) -> ActorRecord:
     ledger = _driver.embedded_ledger()
     if ledger is not None and not ledger.feasible(placement_request):
         _placement.warn_infeasible(actor_class._class_name, placement_request, f"node totals {ledger.totals}")
+    elif ledger is None and _placement.cpu_shortfall(client, placement_request.get("CPU", 0.0)):
+        _placement.warn_infeasible(actor_class._class_name, placement_request,
+                                   _placement.cpu_shortfall(client, placement_request["CPU"]))
     concurrent = bool(actor_class._is_async or max_concurrency > 1 or options.get("concurrency_groups"))
     session = _driver.current_session(auto_init=False)
     env_vars = _context.env_vars_for_call(session, options.get("runtime_env"))
@@ -146,11 +149,10 @@ def create(actor_class, args, kwargs, options: dict) -> ActorRecord:
     resources = _placement.dask_resources(explicit)
     if resources and ledger is None:
         placement["resources"] = resources
-    if options.get("scheduling_strategy") not in (None, "DEFAULT"):
-        strategy = _placement.strategy(client, options)
-        if "unschedulable" in strategy:
-            raise rex.ActorUnschedulableError(strategy["unschedulable"])
-        placement.update(strategy)
+    strategy = _placement.strategy(client, options, placement_request.get("CPU", 0.0))
+    if "unschedulable" in strategy:
+        raise rex.ActorUnschedulableError(strategy["unschedulable"])
+    placement.update(strategy)
     if held:
         batching.flush(client)  # the constructor may read keys this process just submitted
     owners = [restarts.HOLDER + actor_id] if options.get("max_restarts") else []
@@ -210,6 +212,7 @@ def _caller_for(handle) -> Caller:
 @interrupts.api_call
 def call(handle, method: str, args, kwargs, num_returns):
     caller = _caller_for(handle)
+    _driver.check_connected(caller.client)
     name = f"{handle._class_name}.{method}"
     args_blob, held = _args_blob(args, kwargs, name)
     backing = ActorResult(new_key(name), caller.client, name)
@@ -375,3 +378,16 @@ def _delete_job_names(session) -> None:
 
 
 _driver.on_teardown(_delete_job_names)
+
+
+def _fail_calls_of_lost_scheduler(client, error) -> None:
+    """The scheduler is gone (on the client's loop): its workers close with it, and the
+    actors with them, so the calls not answered yet fail now instead of after a timeout."""
+    with _callers_lock:
+        callers = [c for c in _callers.values() if c.client is client]
+    for caller in callers:
+        caller.dead = error
+        caller.fail_outstanding(error)
+
+
+_driver.on_scheduler_lost(_fail_calls_of_lost_scheduler)

@@ -29,7 +29,7 @@ __all__ = ["cancel", "get", "put", "wait"]
 def get(object_refs, *, timeout=None):
     """``ray.get``: a ref's value, or a list of values in the order of the list."""
     if type(object_refs) is ObjectRef:
-        _driver.current_session()
+        _driver.connected_session()
         return get_one(object_refs, check_timeout(timeout))
     if type(object_refs) is ObjectRefGenerator:
         return object_refs  # Ray returns a generator unchanged
@@ -46,7 +46,7 @@ def get(object_refs, *, timeout=None):
     timeout = check_timeout(timeout)
     if not object_refs:
         return []
-    _driver.current_session()
+    _driver.connected_session()
     futures = list({r._key: r._future for r in object_refs}.values())
     client = futures[0].client
     wait_futures(client, futures, len(futures), timeout, True)
@@ -109,7 +109,7 @@ def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
             "num_returns cannot be greater than the number "
             "of ray_waitables provided to ray.wait."
         )
-    _driver.current_session()
+    _driver.connected_session()
     futures = list({_wait_key(r): _waitable(r) for r in ray_waitables}.values())
 
     def ready(r) -> bool:

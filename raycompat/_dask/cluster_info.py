@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from raycompat._dask import interrupts
+from raycompat._dask import host_ledger, interrupts
 from raycompat._dask.actor_host import task_workers
 from raycompat._dask import driver as _driver
 
@@ -91,7 +91,25 @@ def available_resources() -> dict:
         avail = {**total, **ledger.available()}
     else:
         avail = dict(total)
-        workers = _workers()
-        executing = sum(w.get("metrics", {}).get("executing", 0) for w in workers.values())
-        avail["CPU"] = total.get("CPU", 0.0) - executing
+        avail["CPU"] = _joined_available_cpus()
     return {k: v for k, v in avail.items() if v > 1e-9}
+
+
+def _joined_available_cpus() -> float:
+    """A joined cluster's free CPUs: each host's ledger, read on one of its workers (a
+    host whose ledger cannot be read counts its idle threads)."""
+    hosts: dict = {}  # host -> (one worker's address, its workers)
+    for addr, w in _workers().items():
+        hosts.setdefault(w["host"], (addr, []))[1].append(w)
+    if not hosts:
+        return 0.0
+    picked = [addr for addr, _ in hosts.values()]
+    states = _driver.client().run(host_ledger.host_state, workers=picked, on_error="return")
+    free = 0.0
+    for addr, ws in hosts.values():
+        state = states.get(addr)
+        if isinstance(state, dict):
+            free += state["available"]
+        else:
+            free += sum(w.get("nthreads", 1) - w.get("metrics", {}).get("executing", 0) for w in ws)
+    return free

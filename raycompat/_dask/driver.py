@@ -10,13 +10,16 @@ that modules register here (``on_teardown``) when the session closes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
+import weakref
 from typing import Callable, Optional
 
 import distributed
 from distributed.comm import get_address_host
 
+from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import latency
 from raycompat._dask import ledger as _ledger
@@ -26,6 +29,9 @@ lock = threading.RLock()
 _session = None  # the driver's ``session.Session``, or None
 _initializer: Optional[Callable[[], object]] = None
 _teardown_hooks: list = []
+#: Clients whose connection to their scheduler broke, with the scheduler's address.
+_lost: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_lost_hooks: list = []
 
 
 def set_session(session) -> None:
@@ -45,6 +51,47 @@ def on_teardown(hook: Callable[[object], None]) -> None:
 
 def teardown_hooks() -> list:
     return list(_teardown_hooks)
+
+
+def on_scheduler_lost(hook: Callable[[object, BaseException], None]) -> None:
+    """Run ``hook(client, error)`` on the client's event loop when its scheduler is lost."""
+    _lost_hooks.append(hook)
+
+
+def scheduler_lost(client, address: str) -> None:
+    """The driver's connection to its scheduler broke (on the client's event loop).
+
+    Dask's scheduler holds every key, and its workers close when it goes, so nothing of
+    the session survives (as Ray's driver cannot go on without its GCS): from now on
+    every call that needs the cluster raises ``scheduler_lost_error``, at once."""
+    _lost[client] = address
+    logging.getLogger("raycompat").error("%s", scheduler_lost_error(address).client_exc)
+    for hook in list(_lost_hooks):
+        try:
+            hook(client, scheduler_lost_error(address))
+        except Exception:  # noqa: BLE001 - the other hooks still run
+            logging.getLogger("raycompat").exception("scheduler-lost hook %r failed", hook)
+
+
+def scheduler_lost_error(address: str) -> rex.RaySystemError:
+    """What ``get``, ``.remote()``, ``put`` and the rest raise once the scheduler is lost."""
+    return rex.RaySystemError(
+        f"Lost the connection to the Dask scheduler at {address} (raycompat's GCS): its "
+        "tasks, objects and actors are gone. Call ray.shutdown(), then ray.init() to "
+        "connect to a running scheduler."
+    )
+
+
+def lost_scheduler(client) -> Optional[str]:
+    """The address of ``client``'s scheduler if the connection to it was lost, else None."""
+    return _lost.get(client)
+
+
+def check_connected(client) -> None:
+    """Raise ``scheduler_lost_error`` if ``client`` lost its scheduler."""
+    address = _lost.get(client)
+    if address is not None:
+        raise scheduler_lost_error(address)
 
 
 def in_worker() -> bool:
@@ -79,7 +126,15 @@ def client() -> distributed.Client:
         c = distributed.get_client()
         latency.tune_client(c)
         return c
-    return current_session().client
+    return connected_session().client
+
+
+def connected_session():
+    """``current_session()``, raising if its scheduler was lost (see ``scheduler_lost``)."""
+    session = current_session()
+    if session is not None:
+        check_connected(session.client)
+    return session
 
 
 def client_for_rebind() -> distributed.Client:
@@ -103,8 +158,9 @@ def current_namespace() -> Optional[str]:
 
 
 def embedded_ledger():
+    """The embedded cluster's node ledger (its totals place tasks), None on a joined cluster."""
     if _context.current_task() is not None or _session is None:
-        return _ledger.process_ledger()
+        return _ledger.process_ledger() if _ledger.on_embedded_cluster() else None
     return _session.ledger
 
 

@@ -79,9 +79,7 @@ def start(num_cpus, num_gpus, resources, include_dashboard, dashboard_host, dash
         )
         if cluster.scheduler.allowed_failures == retries.EMBEDDED_ALLOWED_FAILURES:
             cluster.scheduler.add_plugin(retries.MaxRetriesPlugin())
-        page = observability.ActorCallsPagePlugin()
-        cluster.scheduler.add_plugin(page)
-        page.start(cluster.scheduler)  # add_plugin on a running scheduler does not start it
+        observability.install(cluster.scheduler)
         reference_plugin.install(cluster.scheduler)
         task_events.install(cluster.scheduler)
         host_pool.install(cluster)

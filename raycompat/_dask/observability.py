@@ -77,6 +77,20 @@ class ActorCallsPagePlugin(SchedulerPlugin):
         app.add_application(web.Application([(PAGE, Page)]))
 
 
+def install(scheduler) -> None:
+    """Add the page to ``scheduler``'s dashboard (once; a running scheduler does not
+    start a plugin added late, so this starts it)."""
+    if ActorCallsPagePlugin.name not in scheduler.plugins:
+        page = ActorCallsPagePlugin()
+        scheduler.add_plugin(page)
+        page.start(scheduler)
+
+
+def install_remote(dask_scheduler) -> bool:
+    install(dask_scheduler)
+    return True
+
+
 def _task_records(client, since: float) -> list:
     """``(key, worker, thread, start, stop, status)`` of the tasks that ended after
     ``since``: raycompat's record on the scheduler, or, on a joined cluster whose

@@ -33,7 +33,7 @@ import uuid
 from typing import Optional
 
 from raycompat._dask import context as _context
-from raycompat._dask.ledger import process_ledger
+from raycompat._dask.ledger import on_embedded_cluster
 
 TOPIC_PREFIX = "raycompat-output-"
 # colorama's Fore.CYAN and Style.RESET_ALL, as Ray's log prefixes use them.
@@ -138,7 +138,7 @@ def install() -> None:
         from distributed import get_worker
 
         worker = get_worker()
-        echo = process_ledger() is None  # a joined cluster: keep the worker's own log
+        echo = not on_embedded_cluster()  # a joined cluster: keep the worker's own log
         out = _Capture(sys.stdout, "out", worker, echo)
         err = _Capture(sys.stderr, "err", worker, echo)
         sys.stdout, sys.stderr = out, err

@@ -3,9 +3,11 @@ of a worker, feasibility, and the scheduling strategy (one set of rules for both
 
 Ray's request: ``num_cpus`` (a task 1 by default; an actor 1 to be placed and 0 held
 for its lifetime), ``num_gpus`` and custom ``resources``. On the embedded cluster the
-node ledger (``ledger.py``) accounts all of them; on a cluster raycompat only joins, GPUs
-and custom resources become Dask worker resources and CPUs are Dask's thread slots. A
-request no node can meet stays pending, as Ray keeps it, with a warning.
+node ledger (``ledger.py``) accounts all of them; on a cluster raycompat joins, each
+host's ledger accounts its CPUs (``host_ledger.py``: its workers' threads) and GPUs and
+custom resources are Dask worker resources; a task that asks for more CPUs than some
+hosts have goes to the hosts that have them. A request no node can meet stays pending,
+as Ray keeps it, with a warning.
 ``scheduling_strategy``: ``SPREAD`` round-robins over the task workers (soft),
 ``NodeAffinitySchedulingStrategy`` restricts to the workers of that host.
 """
@@ -80,28 +82,69 @@ def for_task(client, options, name) -> tuple:
         offered = [dict(w.get("resources") or {}) for w in workers(client).values()]
         if not any(all(w.get(k, 0.0) >= v for k, v in resources.items()) for w in offered):
             warn_infeasible(name, resources, f"workers offer {offered}")
+    shortfall = cpu_shortfall(client, request.get("CPU", 0.0))
+    if shortfall:
+        warn_infeasible(name, {"CPU": request["CPU"]}, shortfall)
+        out["resources"] = {**out.get("resources", {}), "raycompat-infeasible-CPU": request["CPU"]}
     return out, request
 
 
-def workers(client) -> dict:
+def cpu_shortfall(client, cpus: float) -> Optional[str]:
+    """On a joined cluster: why no host can give ``cpus`` CPUs (None if one can)."""
+    if cpus <= 1.0:
+        return None
+    table = workers(client)
+    if not table or _eligible(table, cpus):
+        return None
+    table = workers(client, fresh=True)  # not a worker restarting a second ago
+    if not table or _eligible(table, cpus):
+        return None
+    return f"its hosts have {sorted(set(host_cpus(table).values()))} CPUs"
+
+
+def host_cpus(table: dict) -> dict:
+    """CPUs per host of a joined cluster: its task workers' threads (as its ledger has them)."""
+    cpus: dict = {}
+    for w in table.values():
+        cpus[w["host"]] = cpus.get(w["host"], 0) + w.get("nthreads", 1)
+    return cpus
+
+
+def _eligible(table: dict, cpus: float) -> dict:
+    """The workers of ``table`` whose host has at least ``cpus`` CPUs."""
+    if cpus <= 1.0 or _driver.embedded_ledger() is not None:
+        return table
+    per_host = host_cpus(table)
+    return {a: w for a, w in table.items() if per_host[w["host"]] + 1e-9 >= cpus}
+
+
+def workers(client, fresh: bool = False) -> dict:
     """The scheduler's worker table, cached for a second per client: placement decisions
     (SPREAD, node affinity, feasibility) must not cost a scheduler round trip per call."""
     now = time.monotonic()
     hit = _workers_cache.get(client)
-    if hit is None or now - hit[0] >= 1.0:
+    if hit is None or fresh or now - hit[0] >= 1.0:
         table = task_workers(client.scheduler_info(n_workers=-1)["workers"])
         hit = _workers_cache[client] = (now, table)
     return hit[1]
 
 
-def strategy(client, options) -> dict:
-    """Dask ``submit`` keywords for ``scheduling_strategy``; ``{"unschedulable": why}``
-    when a hard node affinity names a node that is not alive."""
+def strategy(client, options, cpus: float = 1.0) -> dict:
+    """Dask ``submit`` keywords for ``scheduling_strategy`` among the hosts with ``cpus``
+    CPUs; ``{"unschedulable": why}`` when a hard node affinity names a node that is not
+    alive. On a joined cluster a request for more than one CPU goes to the hosts that
+    have them (``DEFAULT``: Dask picks among them)."""
     chosen = options.get("scheduling_strategy")
     if chosen is None or chosen == "DEFAULT":
+        if cpus > 1.0 and _driver.embedded_ledger() is None:
+            table = workers(client)
+            eligible = _eligible(table, cpus)
+            if eligible and len(eligible) < len(table):
+                return {"workers": sorted(eligible)}
         return {}
     table = workers(client)
     if chosen == "SPREAD":
+        table = _eligible(table, cpus)
         addrs = sorted(table)
         if not addrs:
             return {}

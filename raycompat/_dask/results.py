@@ -21,6 +21,7 @@ from distributed.client import FutureCancelledError
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
+from raycompat._dask import driver as _driver
 from raycompat._dask import interrupts, keys
 from raycompat._dask.serialization import Sealed
 
@@ -170,7 +171,11 @@ def translate_error(exc: BaseException, ref) -> BaseException:
     if isinstance(exc, FutureCancelledError) or isinstance(exc, asyncio.CancelledError):
         reason = str(getattr(exc, "reason", "") or "")
         if "scheduler-connection-lost" in reason:
-            return rex.RaySystemError(f"the connection to the Dask scheduler was lost ({exc})")
+            client = getattr(ref._future, "client", None)
+            address = _driver.lost_scheduler(client) if client is not None else None
+            if address is None:  # a client raycompat does not watch (a task's, a user's own)
+                address = getattr(getattr(client, "scheduler", None), "address", "?")
+            return _driver.scheduler_lost_error(address)
         if keys.owned_by_worker(ref._key):
             # A task's or actor's put, gone with the process that made it.
             return rex.OwnerDiedError(ref.hex(), None, "")

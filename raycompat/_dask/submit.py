@@ -119,7 +119,7 @@ def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
     runtime_env = _runtime_env.for_call(session, options.get("runtime_env"))
 
     placement, request = _placement.for_task(client, options, name)
-    strategy = _placement.strategy(client, options)
+    strategy = _placement.strategy(client, options, request.get("CPU", 0.0))
     if "unschedulable" in strategy:
         fut = client.submit(
             _raise_unschedulable, strategy["unschedulable"], key=new_key(name), pure=False

@@ -22,7 +22,7 @@ def _dask_cmd():
 
 
 class CLICluster:
-    def __init__(self, tmp: Path, worker_resources: list[str]):
+    def __init__(self, tmp: Path, worker_resources: list[str], nanny: bool = False):
         self.procs: list[subprocess.Popen] = []
         self.sched_file = tmp / "scheduler.json"
         self.logs = tmp
@@ -39,7 +39,7 @@ class CLICluster:
         self.address = json.loads(self.sched_file.read_text())["address"]
         for i, res in enumerate(worker_resources):
             cmd = ["worker", self.address, "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0",
-                   "--nthreads", "1", "--nworkers", "1", "--no-nanny", "--name", f"w{i}"]
+                   "--nthreads", "1", "--nworkers", "1", "--nanny" if nanny else "--no-nanny", "--name", f"w{i}"]
             if res:
                 cmd += ["--resources", res]
             self.procs.append(self._start(cmd, f"worker{i}"))
