@@ -105,6 +105,14 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(
                 f"{item.nodeid} branches on ON_RAY: mark it @pytest.mark.differs_from_ray"
             )
+    if JOINED and not ON_RAY:
+        skip = pytest.mark.skip(
+            reason="a cluster raycompat joins runs actors in its task workers' processes (README, "
+            "Differences from Ray); only the embedded cluster gives each actor a process of its own"
+        )
+        for item in items:
+            if item.get_closest_marker("own_actor_processes") is not None:
+                item.add_marker(skip)
     if ON_RAY:
         skip = pytest.mark.skip(reason="Dask-only test: needs the raycompat engine")
         for item in items:

@@ -223,6 +223,7 @@ class _Counter:
         return self.n
 
 
+@pytest.mark.own_actor_processes
 def test_crashing_tasks_do_not_kill_actors(ray):
     """Ray 2.60: every actor has a process of its own; tasks that kill their worker
     processes (``os._exit``) leave the actor and its state untouched."""
@@ -241,6 +242,7 @@ def test_crashing_tasks_do_not_kill_actors(ray):
     assert ray.get([c.inc.remote() for c in counters], timeout=60) == [2, 2]
 
 
+@pytest.mark.own_actor_processes
 def test_force_cancel_does_not_kill_actors(ray, tmp_path):
     Counter = ray.remote(_Counter)
 

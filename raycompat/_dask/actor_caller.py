@@ -17,7 +17,7 @@ import cloudpickle
 from distributed import Future
 
 from raycompat import exceptions as rex
-from raycompat._dask import host_pool, references, restarts
+from raycompat._dask import host_pool, node_loss, references, restarts
 from raycompat._dask.actor_host import host_actor
 from raycompat._dask.keys import new_key
 from raycompat._dask import refs as _refs
@@ -27,6 +27,22 @@ from raycompat._dask.actor_shell import Shell
 
 
 MAX_BATCH = 256
+
+
+async def _hosts_alive(client, placement: dict) -> bool:
+    """Whether an actor restricted to some hosts (hard node affinity) has a worker on one
+    of them, waiting up to ``node_loss.GRACE`` seconds for one (a restarting worker)."""
+    hosts = placement.get("workers")
+    if not hosts or placement.get("allow_other_workers"):
+        return True
+    deadline = asyncio.get_running_loop().time() + node_loss.GRACE
+    while True:
+        info = await client.scheduler.identity(n_workers=-1)
+        if any(w.get("host") in hosts or a in hosts for a, w in info.get("workers", {}).items()):
+            return True
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.25)
 
 
 class Caller:
@@ -199,6 +215,15 @@ class Caller:
                     self._follow(Future(value, self.client), rebound=True)
                 else:
                     cls_blob, args_blob, meta, placement = pickle.loads(value)
+                    if not await _hosts_alive(self.client, placement):
+                        # Hard node affinity to a node that died: Ray cannot place it again.
+                        await self.client._run_on_scheduler(restarts.forget, actor_id=self.actor_id)
+                        self.dead = actor_died(
+                            self.actor_id, self.class_name,
+                            "The actor is dead because its node died and it may run on no other "
+                            "(NodeAffinitySchedulingStrategy with soft=False).",
+                        )
+                if self.dead is None and kind == "restart":
                     fut = start_actor(
                         self.client, new_key(self.class_name), cls_blob, args_blob,
                         dict(meta, reconstructed=True), placement,

@@ -161,6 +161,11 @@ class Ledger:
             finally:
                 os.close(lock_fd)
 
+    def beyond_totals(self, request: dict[str, float]) -> bool:
+        """Whether ``request`` is more than this host has in all (its members now)."""
+        totals = self._read_all()[1]
+        return not self._fits(totals, request)
+
     def feasible(self, request: dict[str, float]) -> bool:
         return all(q <= self.totals.get(n, 0.0) + _EPS for n, q in request.items() if q > 0)
 

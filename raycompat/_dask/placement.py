@@ -140,7 +140,8 @@ def strategy(client, options, cpus: float = 1.0) -> dict:
             table = workers(client)
             eligible = _eligible(table, cpus)
             if eligible and len(eligible) < len(table):
-                return {"workers": sorted(eligible)}
+                # Hosts, not worker addresses: a worker its nanny restarts still counts.
+                return {"workers": sorted({w["host"] for w in eligible.values()})}
         return {}
     table = workers(client)
     if chosen == "SPREAD":
@@ -150,10 +151,13 @@ def strategy(client, options, cpus: float = 1.0) -> dict:
             return {}
         return {"workers": [addrs[next(_spread_counter) % len(addrs)]], "allow_other_workers": True}
     if isinstance(chosen, NodeAffinitySchedulingStrategy):
-        addrs = [a for a, w in table.items() if _driver.node_id_of_host(w["host"]) == chosen.node_id]
-        if not addrs:
+        hosts = sorted({w["host"] for w in table.values() if _driver.node_id_of_host(w["host"]) == chosen.node_id})
+        if not hosts:
             if chosen.soft:
                 return {}
             return {"unschedulable": f"node {chosen.node_id} is not alive"}
-        return {"workers": addrs, "allow_other_workers": bool(chosen.soft)}
+        # The node's host, not its worker addresses: a worker restarted by its nanny
+        # (``ray.cancel(force=True)``, a crash) is the same node; ``node_loss.py`` fails
+        # a hard-affinity task whose host is gone.
+        return {"workers": hosts, "allow_other_workers": bool(chosen.soft)}
     return {}

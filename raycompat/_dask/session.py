@@ -26,7 +26,8 @@ import dask
 import distributed
 
 from raycompat._dask import driver, embedded_cluster, host_ledger, latency, lifetime, observability
-from raycompat._dask import output, reference_plugin, references, restarts, retries, streaming
+from raycompat._dask import node_loss, output, reference_plugin, references, restarts, retries
+from raycompat._dask import streaming
 from raycompat._dask import task_events
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.lifetime import release_client_remote
@@ -289,8 +290,8 @@ def init(
 def _register_driver(session) -> None:
     """On a cluster we only join, install what the embedded cluster has from its start
     (all idempotent, so the first driver installs and later ones find them): the hosts'
-    CPU ledgers on every worker, and on the scheduler per-task ``max_retries``, the
-    reference model, the task record of ``ray.timeline()``, the actor page, and the
+    CPU ledgers on every worker, and on the scheduler per-task ``max_retries``, failing
+    hard-affinity tasks of a lost node, the reference model, the task record of ``ray.timeline()``, the actor page, and the
     cleanup after this driver when it leaves (see ``lifetime.py``)."""
     client = session.client
     host_ledger.install(client)
@@ -300,6 +301,7 @@ def _register_driver(session) -> None:
         references.set_plugin_present(client, client.run_on_scheduler(reference_plugin.install_remote))
         client.run_on_scheduler(task_events.install_remote)
         client.run_on_scheduler(retries.install_remote)
+        client.run_on_scheduler(node_loss.install_remote)
         client.run_on_scheduler(observability.install_remote)
     except Exception as e:  # noqa: BLE001 - e.g. raycompat not importable on the scheduler
         warnings.warn(

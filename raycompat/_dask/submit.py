@@ -119,6 +119,7 @@ def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
     runtime_env = _runtime_env.for_call(session, options.get("runtime_env"))
 
     placement, request = _placement.for_task(client, options, name)
+    ledger_present = _driver.embedded_ledger() is not None
     strategy = _placement.strategy(client, options, request.get("CPU", 0.0))
     if "unschedulable" in strategy:
         fut = client.submit(
@@ -149,7 +150,10 @@ def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
         # Subscribe (and register) before the task exists: its first item may come quickly.
         generator = _streaming.ObjectRefGenerator(key, client, name)
         spec.stream_to = client.id
-    if spec.retries == DEFAULT_TASK_MAX_RETRIES:
+    # The embedded cluster's scheduler takes a task without the annotation for a default
+    # one (a smaller graph message); a joined cluster's keeps the operator's limit for
+    # tasks without it, so every raycompat task says its own there.
+    if spec.retries == DEFAULT_TASK_MAX_RETRIES and ledger_present:
         fut = batching.submit(client, run_task, spec, *prefix_deps, *deps, key=key, **placement)
     else:
         with dask.annotate(**{retries.ANNOTATION: spec.retries}):

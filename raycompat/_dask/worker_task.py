@@ -222,7 +222,7 @@ def run_task(spec: TaskSpec, *deps):
 
 
 def _run_task(spec: TaskSpec, deps):
-    from distributed import get_client, get_worker
+    from distributed import get_client, get_worker, secede
 
     _install_log_filter()
     spec.function_name = inflate(spec.function_name)  # "__main__.f" travels deflated
@@ -247,14 +247,17 @@ def _run_task(spec: TaskSpec, deps):
         if ctx.cancelled:  # ray.cancel reached this worker before the task
             raise rex.TaskCancelledError(key)
         if ledger is not None and spec.request:
+            if ledger.beyond_totals(spec.request):
+                # More CPUs than this host has now (a joined cluster's worker restarting,
+                # or none fits): wait for the host to grow without holding a thread.
+                secede()
+                ctx.seceded = True
             if not ledger.acquire(spec.request, give_up=lambda: ctx.cancelled):
                 raise rex.TaskCancelledError(key)  # cancelled while waiting for resources
             ctx.held = dict(spec.request)
-        if ledger is not None and (spec.request or {}).get("CPU", 0.0) < 1.0:
+        if ledger is not None and (spec.request or {}).get("CPU", 0.0) < 1.0 and not ctx.seceded:
             # Less than a whole CPU: leave the one-thread pool so the worker can start
             # more such tasks; the ledger alone bounds them (num_cpus=0.5 packs 2 per CPU).
-            from distributed import secede
-
             secede()
             ctx.seceded = True
         if spec.env_vars:
