@@ -84,8 +84,9 @@ def for_task(client, options, name) -> tuple:
             warn_infeasible(name, resources, f"workers offer {offered}")
     shortfall = cpu_shortfall(client, request.get("CPU", 0.0))
     if shortfall:
+        # Placed as any task: a host short of CPUs now may grow (a worker restarting or
+        # joining), and until then the task waits on its worker without a thread.
         warn_infeasible(name, {"CPU": request["CPU"]}, shortfall)
-        out["resources"] = {**out.get("resources", {}), "raycompat-infeasible-CPU": request["CPU"]}
     return out, request
 
 

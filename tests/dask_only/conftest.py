@@ -72,3 +72,20 @@ def cli_cluster(tmp_path_factory):
     cluster = CLICluster(tmp_path_factory.mktemp("cli"), ["GPU=1,foo=2", "foo=2"])
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def plain_cli_cluster(tmp_path_factory):
+    """A ``dask scheduler`` and two plain ``dask worker`` processes (1 thread, nanny)."""
+    cluster = CLICluster(tmp_path_factory.mktemp("plain"), ["", ""], nanny=True)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["embedded", "joined"])
+def example_env(request) -> dict:
+    """Where an example runs: the cluster its ``ray.init()`` starts, or (``RAY_ADDRESS``)
+    a cluster of ``dask scheduler`` + two ``dask worker`` processes it joins."""
+    if request.param == "embedded":
+        return {"RAY_ADDRESS": ""}
+    return {"RAY_ADDRESS": request.getfixturevalue("plain_cli_cluster").address}

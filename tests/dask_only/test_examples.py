@@ -1,4 +1,5 @@
-"""The seed tutorial's programs run as written (only the import swapped) from examples/."""
+"""The seed tutorial's programs run as written (only the import swapped) from examples/,
+on the cluster ``ray.init()`` starts and on a cluster it joins through ``RAY_ADDRESS``."""
 
 import os
 import subprocess
@@ -15,24 +16,24 @@ def _run(name, **env):
     )
 
 
-def test_hello_world():
-    proc = _run("hello_world.py")
+def test_hello_world(example_env):
+    proc = _run("hello_world.py", **example_env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "Hello, world!"
 
 
-def test_sum_list_local_and_remote():
+def test_sum_list_local_and_remote(example_env):
     n = 200_000
     expected = str(n * (n - 1) // 2)
     for name in ("sum_list_local.py", "sum_list_remote.py"):
-        proc = _run(name, RAYCOMPAT_SUM_LIST_SIZE=str(n))
+        proc = _run(name, RAYCOMPAT_SUM_LIST_SIZE=str(n), **example_env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         lines = proc.stdout.strip().splitlines()
         assert lines[0] == expected
         assert lines[1].startswith("Time taken: ")
 
 
-def test_counter_actor():
-    proc = _run("counter_actor.py")
+def test_counter_actor(example_env):
+    proc = _run("counter_actor.py", **example_env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "1"

@@ -9,19 +9,19 @@ live with the Dask-only tests, since the examples import raycompat.
 from .test_examples import _run
 
 
-def _stdout_lines(name):
-    proc = _run(name)
+def _stdout_lines(name, env):
+    proc = _run(name, **env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc, proc.stdout.strip().splitlines()
 
 
-def test_actor_pool():
-    _, lines = _stdout_lines("actor_pool.py")
+def test_actor_pool(example_env):
+    _, lines = _stdout_lines("actor_pool.py", example_env)
     assert lines[-3:] == ["[2, 4, 6, 8]", "[10, 12, 14, 16]", "18 20"]
 
 
-def test_queue_producer_consumer():
-    _, lines = _stdout_lines("queue_producer_consumer.py")
+def test_queue_producer_consumer(example_env):
+    _, lines = _stdout_lines("queue_producer_consumer.py", example_env)
     assert lines[-4:] == [
         "Produced 20 items",
         "Consumed 20 items by 3 consumers",
@@ -30,16 +30,16 @@ def test_queue_producer_consumer():
     ]
 
 
-def test_dag_pipeline():
-    proc, lines = _stdout_lines("dag_pipeline.py")
+def test_dag_pipeline(example_env):
+    proc, lines = _stdout_lines("dag_pipeline.py", example_env)
     assert lines[-3:] == ["[2, 4, 6]", "[10, 20, 30]", "5"]
     # As on Ray 2.60: execute() is deprecated, and RayDeprecationWarning is shown once
     # per module that triggers it (three calls, one warning).
     assert proc.stderr.count("RayDeprecationWarning: DAGNode.execute() is deprecated") == 1
 
 
-def test_streaming_generator():
-    proc, lines = _stdout_lines("streaming_generator.py")
+def test_streaming_generator(example_env):
+    proc, lines = _stdout_lines("streaming_generator.py", example_env)
     # It ends without ray.shutdown(), as many scripts do: the exit must be quiet.
     assert "Traceback" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr[-2000:]
     got = [line for line in lines if line.startswith("got ")]
