@@ -13,11 +13,18 @@ import warnings
 
 import dask
 import distributed
+from distributed.core import Status
+from tornado.ioloop import PeriodicCallback
 
 from raycompat._dask import host_pool, latency, observability, reference_plugin, retries
 from raycompat._dask import spawn_guard, task_events
+from raycompat._dask.actor_host import is_host
 from raycompat._dask import ledger as _ledger
 
+
+#: Each worker process's memory limit (Dask's syntax: "2GiB", a fraction of RAM, "auto":
+#: the machine's memory divided among the workers).
+MEMORY_LIMIT_ENV = "RAYCOMPAT_WORKER_MEMORY_LIMIT"
 
 #: Dask settings the embedded cluster uses unless the user's own dask config says otherwise.
 _EMBEDDED_DASK_DEFAULTS = {
@@ -75,6 +82,8 @@ def start(num_cpus, num_gpus, resources, include_dashboard, dashboard_host, dash
             preload=["raycompat._dask.worker_task"],
             local_directory=tmpdir,
             silence_logs=logging.ERROR,
+            # Dask's nanny kills a worker past 95% of this (Ray's memory monitor, per node).
+            memory_limit=os.environ.get(MEMORY_LIMIT_ENV, "auto"),
             scheduler_kwargs={"dashboard": include_dashboard is not False},
         )
         if cluster.scheduler.allowed_failures == retries.EMBEDDED_ALLOWED_FAILURES:
@@ -83,6 +92,7 @@ def start(num_cpus, num_gpus, resources, include_dashboard, dashboard_host, dash
         reference_plugin.install(cluster.scheduler)
         task_events.install(cluster.scheduler)
         host_pool.install(cluster)
+        _keep_workers(cluster)
         intervals = latency.StreamIntervalPlugin()
         cluster.scheduler.add_plugin(intervals)
         intervals.start(cluster.scheduler)
@@ -91,6 +101,39 @@ def start(num_cpus, num_gpus, resources, include_dashboard, dashboard_host, dash
         # -> 1,530-1,710/s (interleaved runs).
         client = distributed.Client(cluster, set_as_default=False, direct_to_workers=True)
     return cluster, client, ledger, tmpdir
+
+
+#: Seconds between checks that every task worker's nanny is still there.
+REVIVE_INTERVAL = 2.0
+
+
+def _keep_workers(cluster) -> None:
+    """Bring back a task worker whose nanny closed for good.
+
+    A nanny restarts its worker when the process dies, but one whose worker does not
+    exit in time after a memory kill closes itself (dask/distributed#7312, measured: a
+    2-worker cluster left with 0 workers for 200 s, shared/docs/reliability.md 2.3), and
+    the ``LocalCluster`` does not replace it. Ray's node keeps its worker pool; so every
+    ``REVIVE_INTERVAL`` seconds, a closed nanny still in the cluster's spec is dropped
+    and the cluster starts it again. Actor hosts come back through ``host_pool``."""
+    def revive():
+        if cluster.status != Status.running:
+            return
+        dead = [
+            name for name, nanny in list(cluster.workers.items())
+            if name in cluster.worker_spec and not is_host(name)
+            and nanny.status in (Status.closed, Status.failed)
+        ]
+        for name in dead:
+            del cluster.workers[name]
+        if dead:
+            logging.getLogger("raycompat").warning("Restarting %d worker(s) whose nanny had closed: %s",
+                                                   len(dead), ", ".join(map(str, dead)))
+            cluster._correct_state()
+
+    callback = PeriodicCallback(revive, REVIVE_INTERVAL * 1000)
+    cluster.loop.add_callback(callback.start)
+    cluster._raycompat_keep_workers = callback  # stopped with the cluster's loop
 
 
 def _apply_defaults() -> dict:

@@ -22,7 +22,7 @@ from distributed.client import FutureCancelledError
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import driver as _driver
-from raycompat._dask import interrupts, keys
+from raycompat._dask import interrupts, keys, memory_kills
 from raycompat._dask.serialization import Sealed
 
 
@@ -167,6 +167,11 @@ def translate_error(exc: BaseException, ref) -> BaseException:
     if ref._key in _cancelled:
         return rex.TaskCancelledError(ref.hex())
     if type(exc).__name__ == "KilledWorker":
+        last = getattr(exc, "last_worker", None)
+        event = memory_kills.memory_kill(ref._future.client, last.address) if last is not None else None
+        if event is not None:
+            text = memory_kills.message(event, ref._task_name or "task", getattr(last, "memory_limit", None))
+            return rex.OutOfMemoryError(text)
         return rex.WorkerCrashedError()
     if isinstance(exc, FutureCancelledError) or isinstance(exc, asyncio.CancelledError):
         reason = str(getattr(exc, "reason", "") or "")

@@ -22,7 +22,7 @@ def _dask_cmd():
 
 
 class CLICluster:
-    def __init__(self, tmp: Path, worker_resources: list[str], nanny: bool = False):
+    def __init__(self, tmp: Path, worker_resources: list[str], nanny: bool = False, worker_args=()):
         self.procs: list[subprocess.Popen] = []
         self.sched_file = tmp / "scheduler.json"
         self.logs = tmp
@@ -42,6 +42,7 @@ class CLICluster:
                    "--nthreads", "1", "--nworkers", "1", "--nanny" if nanny else "--no-nanny", "--name", f"w{i}"]
             if res:
                 cmd += ["--resources", res]
+            cmd += list(worker_args)
             self.procs.append(self._start(cmd, f"worker{i}"))
         from distributed import Client
 
