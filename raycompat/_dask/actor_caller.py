@@ -11,6 +11,7 @@ import asyncio
 import pickle
 import threading
 import uuid
+import weakref
 from typing import Optional
 
 import cloudpickle
@@ -27,6 +28,37 @@ from raycompat._dask.actor_shell import Shell
 
 
 MAX_BATCH = 256
+
+
+#: (client id, worker address) -> the callers of actors on that worker.
+_watched: dict = {}
+
+
+def _watch_worker(client, address: str, caller) -> None:
+    """Hear from the scheduler when ``address`` is removed, and then abort the calls in
+    flight to it. A worker whose process died is noticed at once by its connection, but
+    one whose host went silent (cut off, powered down) only when TCP gives up
+    (``distributed.comm.timeouts.tcp``, 30 s), while the scheduler removes it after its
+    heartbeats stop (``worker-ttl``); Ray's callers likewise learn of a dead node from
+    the GCS. The scheduler logs each removal under the worker's address."""
+    key = (client.id, address)
+    callers = _watched.get(key)
+    if callers is None:
+        callers = _watched[key] = weakref.WeakSet()
+
+        def on_event(event, key=key):
+            _, msg = event
+            if isinstance(msg, dict) and msg.get("action") == "remove-worker":
+                for watcher in list(_watched.pop(key, ())):
+                    for comm in list(watcher.open_comms):
+                        comm.abort()
+                try:
+                    client.unsubscribe_topic(address)
+                except Exception:  # noqa: BLE001 - the client is closing
+                    pass
+
+        client.subscribe_topic(address, on_event)
+    callers.add(caller)
 
 
 async def _hosts_alive(client, placement: dict) -> bool:
@@ -82,6 +114,9 @@ class Caller:
         self.pending_count = 0
         #: This caller's calls not answered yet (``ray.kill`` fails them at once).
         self.outstanding: set = set()
+        #: Connections with a batch in flight, aborted when the scheduler removes the
+        #: actor's worker (``_watch_worker``).
+        self.open_comms: set = set()
 
     def fail_outstanding(self, error: BaseException) -> None:
         """On the client's loop: fail every call not answered yet (the actor was killed)."""
@@ -140,6 +175,7 @@ class Caller:
             if not addrs:
                 raise _WorkerLost("the actor's worker is gone", delivered=False)
             self.address = addrs[0]
+            _watch_worker(self.client, self.address, self)
         return self.address
 
     async def _send(self, caller_id: str, incarnation: int, first: int, batch: list) -> None:
@@ -154,10 +190,13 @@ class Caller:
                 comm = await self.client.rpc.connect(address, timeout=ACTOR_CONNECT_TIMEOUT)
             except (OSError, EnvironmentError) as e:
                 raise _WorkerLost(f"{type(e).__name__}: {e}", delivered=False) from None
+            self.open_comms.add(comm)
             try:
                 reply = await actor_rpc(self.client, address, self.creation.key, "call_batch", (blob,), comm)
             except (OSError, EnvironmentError) as e:
                 raise _WorkerLost(f"{type(e).__name__}: {e}") from None
+            finally:
+                self.open_comms.discard(comm)
             if reply["status"] != "OK":
                 exc = reply.get("exception")
                 if isinstance(exc, KeyError):  # the worker no longer has the actor
