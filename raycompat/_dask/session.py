@@ -258,12 +258,7 @@ def init(
             )
             logger.info("Started a local Ray instance.%s", _dashboard_note(session))
         else:
-            if num_cpus is not None or num_gpus is not None or resources:
-                raise ValueError(
-                    "When connecting to an existing cluster, num_cpus and num_gpus must not be provided."
-                    if not resources
-                    else "When connecting to an existing cluster, resources must not be provided."
-                )
+            _check_join_arguments(num_cpus, num_gpus, resources, ignored)
             session = _connect(target, security, connect_timeout, namespace, job_id, runtime_env)
             logger.info("Connected to Ray cluster.%s", _dashboard_note(session))
         try:  # ship working_dir/py_modules/pip to every worker, present and future
@@ -285,6 +280,24 @@ def init(
             atexit.register(shutdown)
             _atexit_registered = True
         return _context_for(session)
+
+
+def _check_join_arguments(num_cpus, num_gpus, resources, ignored: dict) -> None:
+    """Ray's refusals, in Ray's order, of what only a new cluster can be given (a joined
+    cluster's resources are its workers')."""
+    if num_cpus is not None or num_gpus is not None:
+        raise ValueError("When connecting to an existing cluster, num_cpus and num_gpus must not be provided.")
+    for name, given in (
+        ("resources", resources is not None),
+        ("labels", ignored.get("labels") is not None),
+        ("object_store_memory", ignored.get("object_store_memory") is not None),
+        ("_system_config", bool(ignored.get("_system_config"))),
+        ("_enable_object_reconstruction", bool(ignored.get("_enable_object_reconstruction"))),
+    ):
+        if given:
+            raise ValueError(f"When connecting to an existing cluster, {name} must not be provided.")
+    if ignored.get("_node_name") is not None:
+        raise ValueError("_node_name cannot be configured when connecting to an existing cluster.")
 
 
 def _register_driver(session) -> None:

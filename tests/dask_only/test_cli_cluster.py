@@ -279,3 +279,34 @@ def test_shutdown_stops_the_drivers_running_generators(cli_cluster, tmp_path):
     ran = len(steps.read_text().splitlines())
     time.sleep(1)
     assert len(steps.read_text().splitlines()) == ran < 20
+
+
+def test_init_refuses_what_only_a_new_cluster_takes(cli_cluster):
+    """Ray 2.60 (``ray/_private/worker.py``, ``init`` connecting to an existing cluster,
+    read in the reference venv): ``num_cpus``/``num_gpus`` first, then ``resources`` (even
+    ``{}``), ``labels``, ``object_store_memory``, each a ``ValueError`` naming it; nothing
+    is left connected."""
+    proc = run_script(
+        f"""
+        import raycompat as ray
+        cases = [dict(num_cpus=2), dict(num_gpus=0, resources={{"a": 1}}), dict(resources={{}}),
+                 dict(labels={{"a": "b"}}), dict(object_store_memory=10**8)]
+        for kw in cases:
+            try:
+                ray.init(address="{cli_cluster.address}", **kw)
+            except ValueError as e:
+                print(str(e))
+            assert not ray.is_initialized()
+        ray.init(address="{cli_cluster.address}")
+        assert ray.is_initialized()
+        ray.shutdown()
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == [
+        "When connecting to an existing cluster, num_cpus and num_gpus must not be provided.",
+        "When connecting to an existing cluster, num_cpus and num_gpus must not be provided.",
+        "When connecting to an existing cluster, resources must not be provided.",
+        "When connecting to an existing cluster, labels must not be provided.",
+        "When connecting to an existing cluster, object_store_memory must not be provided.",
+    ]
