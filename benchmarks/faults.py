@@ -293,7 +293,11 @@ def actor_phase(ray, kc, n_workers, kills, max_task_retries, scratch: Path, call
         "incarnations": incarnations, "reconstructed_flags": reconstructed_flags,
         "first_call_failures_per_kill": first_call_failures,
         "in_flight_values": in_flight_values,
-        "in_flight_in_order": all(v == list(range(v[0], v[0] + len(v))) for v in in_flight_values if v),
+        # Re-sent calls (max_task_retries=-1): each ran once on the new incarnation, from its
+        # constructor's state; in submission order or not (Ray does not guarantee the order
+        # when retries occur).
+        "in_flight_each_once_on_new": all(sorted(v) == list(range(1, len(v) + 1)) for v in in_flight_values if v),
+        "in_flight_in_order": all(v == sorted(v) for v in in_flight_values),
         "recover_s": recover_s, "recover_s_max": max(recover_s, default=None),
         "recover_s_median": sorted(recover_s)[len(recover_s) // 2] if recover_s else None,
         "wall_s": round(wall, 2), "workers_back_after_s": round(back, 2),
@@ -465,6 +469,15 @@ def print_tables(rows: list) -> None:
                 t = r["tasks"]
                 print(f"{'':36s}{r['cluster']:9s} {t['runs_cut_short']:>5d} / {t['results_recomputed']:>5d} / "
                       f"{t['max_runs_of_one_task']:>3d}")
+    if any("actor" in r for r in detail):
+        print("\nactor, max_task_retries=-1: cluster, kills whose calls in flight were re-sent out of submission "
+              "order, each ran once on the new instance")
+        for r in detail:
+            a = r.get("actor")
+            if a:
+                reordered = sum(1 for v in a["in_flight_values"] if v != sorted(v))
+                print(f"  {r['cluster']:9s} {reordered:>3d} of {a['actor_kills']:<3d} "
+                      f"{_yes(a['in_flight_each_once_on_new'])}")
     if any("tasks_default_retries" in r for r in detail):
         print("\ndefault max_retries (3): cluster, tasks, kills, failed (by error), extra runs, wall s")
         for r in detail:

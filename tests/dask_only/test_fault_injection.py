@@ -7,7 +7,8 @@ so every ``get`` returns the right value and none is lost, though a task may run
 than once; an actor with ``max_restarts=-1`` is restarted each time its process dies,
 and with ``max_task_retries=-1`` the calls in flight at the death are re-sent to the new
 instance, so every call answers and the actor keeps serving (its state is its
-constructor's again: the calls in flight count from 1).
+constructor's again: the calls in flight count from 1; Ray does not guarantee their order
+when retries occur).
 
 The script runs in a fresh interpreter (its driver, and on the embedded cluster its
 cluster, in a process of its own), so the kills never reach the session's cluster; it
@@ -64,8 +65,10 @@ def _check(row: dict) -> None:
     assert a["calls_ok"] == ACTOR_KILLS * (CALLS_BETWEEN + 1 + 5 + 1) + CALLS_BETWEEN
     assert a["restarts_observed"] == ACTOR_KILLS and a["incarnations"] == ACTOR_KILLS + 1
     assert a["reconstructed_flags"] == [True] * ACTOR_KILLS
-    # the calls in flight at each kill were re-sent, in order, to the new instance
-    assert a["in_flight_values"] == [[1, 2, 3, 4, 5]] * ACTOR_KILLS, a["in_flight_values"]
+    # the calls in flight at each kill were re-sent to the new instance and each ran once
+    # there, from the constructor's state (Ray: "the task execution order is not guaranteed
+    # when task retries occur", so their order is reported, not asserted)
+    assert [sorted(v) for v in a["in_flight_values"]] == [[1, 2, 3, 4, 5]] * ACTOR_KILLS, a["in_flight_values"]
 
 
 def test_worker_kills_on_the_embedded_cluster(tmp_path):
