@@ -66,6 +66,7 @@ def start(num_cpus, num_gpus, resources, include_dashboard, dashboard_host, dash
         port = 8787 if dashboard_port is None else dashboard_port
         dashboard_address = f"{dashboard_host}:{port}"
     spawn_guard.install()
+    _quiet_retry_exhaustion()
     # The scheduler runs in this process: its warning about a key this process asked
     # for before the worker that made it announced it is expected (see refs.rebound).
     warnings.filterwarnings("ignore", message=r"Client .* desires key .* but key is unknown")
@@ -101,6 +102,21 @@ def start(num_cpus, num_gpus, resources, include_dashboard, dashboard_host, dash
         # -> 1,530-1,710/s (interleaved runs).
         client = distributed.Client(cluster, set_as_default=False, direct_to_workers=True)
     return cluster, client, ledger, tmpdir
+
+
+class _RetriesExhausted(logging.Filter):
+    """Drops the in-process scheduler's "Task X marked as failed because 1000001 workers
+    died" (the count is ``retries.py``'s offset, not deaths): ``ray.get`` raises Ray's
+    ``WorkerCrashedError`` or ``OutOfMemoryError`` for it, and Ray logs nothing then."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("Task %s marked as failed because %d workers died")
+
+
+def _quiet_retry_exhaustion() -> None:
+    log = logging.getLogger("distributed.scheduler")
+    if not any(isinstance(f, _RetriesExhausted) for f in log.filters):
+        log.addFilter(_RetriesExhausted())
 
 
 #: Seconds between checks that every task worker's nanny is still there.

@@ -14,7 +14,9 @@ The script runs in a fresh interpreter (its driver, and on the embedded cluster 
 cluster, in a process of its own), so the kills never reach the session's cluster; it
 kills only task workers of the cluster it is given (``WorkerState.pid``, never a nanny).
 The full run (1,000 tasks, 20 kills, 10 actor kills, and the multi-host cluster) is
-``python benchmarks/faults.py``; its figures are in ``benchmarks/README.md``.
+``python benchmarks/faults.py``; its figures are in ``benchmarks/README.md``. The last
+test pins a bug that run found (a task worker of the embedded cluster killed twice,
+15 s apart, never comes back): strict xfail until it is fixed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from conftest import run_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "faults.py"
 TASKS, KILLS, ACTOR_KILLS, CALLS_BETWEEN = 60, 3, 3, 20
@@ -55,6 +61,7 @@ def _check(row: dict) -> None:
     assert t["tasks_never_started"] == 0
     assert t["extra_runs"] >= 0 and t["runs_started"] == TASKS + t["extra_runs"]
     assert t["runs_finished"] >= TASKS
+    assert t["task_workers_after"] == row["task_workers"], "the nannies did not bring every killed worker back"
 
     a = row["actor"]
     print(f"{row['cluster']}: actor under {a['actor_kills']} kills: {a['calls_ok']} calls answered, "
@@ -69,6 +76,7 @@ def _check(row: dict) -> None:
     # there, from the constructor's state (Ray: "the task execution order is not guaranteed
     # when task retries occur", so their order is reported, not asserted)
     assert [sorted(v) for v in a["in_flight_values"]] == [[1, 2, 3, 4, 5]] * ACTOR_KILLS, a["in_flight_values"]
+    assert a["task_workers_after"] == row["task_workers"]
 
 
 def test_worker_kills_on_the_embedded_cluster(tmp_path):
@@ -80,3 +88,83 @@ def test_worker_kills_on_a_joined_cluster(plain_cli_cluster, tmp_path):
     assert row["task_workers"] == 2
     _check(row)
 
+
+
+class WorkerNotBack(AssertionError):
+    """The one failure the xfail below expects (any other failure fails the test)."""
+
+
+@pytest.mark.xfail(strict=True, raises=WorkerNotBack, reason=(
+    "raycompat bug: distributed's SpecCluster closes and forgets a nanny whose worker is not "
+    "registered lost-worker-timeout (15 s) after an earlier death of that worker "
+    "(distributed/deploy/spec.py, _update_worker_status), and embedded_cluster._keep_workers "
+    "only revives closed nannies still in cluster.workers, so the task worker never comes back"))
+def test_a_worker_killed_twice_15_s_apart_comes_back():
+    """Ray: the raylet starts a new worker process whenever one dies, however often; the
+    node's CPUs stay usable. Here: task worker "1" of the embedded cluster is SIGKILLed,
+    comes back, and is SIGKILLed again 14 s after the first kill, and its restarts as they
+    start until 16 s (so it is not registered 15 s after the first death, as happens by
+    chance under repeated kills: the full benchmark, 20 kills, hit it and ran its last
+    tasks on one worker); its nanny, or raycompat, must bring it back."""
+    proc = run_script(
+        """
+        import json, os, signal, time
+        import psutil
+        import raycompat as ray
+        from raycompat._dask import driver
+
+        ray.init(num_cpus=2, include_dashboard=False)
+        client = driver.current_session().client
+
+        def task_workers(dask_scheduler):
+            return {str(ws.name): ws.pid for ws in dask_scheduler.workers.values()
+                    if not str(ws.name).startswith("raycompat-actor-")}
+
+        def kill(name):
+            deadline = time.monotonic() + 30
+            while name not in (w := client.run_on_scheduler(task_workers)):
+                assert time.monotonic() < deadline, f"worker {name} never came back"
+                time.sleep(0.05)
+            os.kill(w[name], signal.SIGKILL)
+            return w[name]
+
+        def back(name, killed):
+            return client.run_on_scheduler(task_workers).get(name) not in (None, killed)
+
+        t0 = time.monotonic()
+        kill("1")
+        time.sleep(max(0.0, 14.0 - (time.monotonic() - t0)))
+        # Killed again before the 15 s mark, and its restarts killed as they start until
+        # 16 s: its name is not registered at 15 s (the nanny keeps restarting it).
+        me = psutil.Process()
+        known = {p.pid for p in me.children()}
+        killed = kill("1")
+        while time.monotonic() - t0 < 16.0:
+            for p in me.children():
+                if p.pid not in known:
+                    known.add(p.pid)
+                    try:
+                        p.kill()
+                    except psutil.Error:
+                        pass
+            time.sleep(0.005)
+        deadline = time.monotonic() + 8  # a restart takes ~1 s; the reviver looks every 2 s
+        while not back("1", killed) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = sorted(client.run_on_scheduler(task_workers))
+
+        @ray.remote
+        def one():
+            return 1
+
+        print("RESULT " + json.dumps({"workers": workers, "sum": sum(ray.get([one.remote() for _ in range(20)]))}),
+              flush=True)
+        ray.shutdown()
+        """,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+    assert out["sum"] == 20
+    if out["workers"] != ["0", "1"]:
+        raise WorkerNotBack(f"task workers registered 8 s after the last kill: {out['workers']}")
