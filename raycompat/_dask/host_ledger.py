@@ -43,15 +43,19 @@ class HostLedgerPlugin(WorkerPlugin):
     idempotent = True
 
     def setup(self, worker):
-        if _ledger.on_embedded_cluster() or _ledger.process_ledger() is not None:
-            return  # the embedded cluster's ledger, or joined already
-        directory = host_directory(worker.scheduler.address, get_address_host(worker.address))
-        _ledger.set_process_ledger(_ledger.Ledger.join_host(directory, worker.state.nthreads))
+        if _ledger.on_embedded_cluster():
+            return  # the embedded cluster's workers share the driver's ledger
+        ledger = _ledger.process_ledger()
+        if ledger is None or not ledger.joined:
+            directory = host_directory(worker.scheduler.address, get_address_host(worker.address))
+            _ledger.set_process_ledger(_ledger.Ledger.join_host(directory, worker.state.nthreads))
+        else:  # another worker in this process (an in-process LocalCluster)
+            ledger.add_member(worker.state.nthreads)
 
     def teardown(self, worker):
         ledger = _ledger.process_ledger()
         if ledger is not None and not _ledger.on_embedded_cluster():
-            ledger.leave()
+            ledger.leave(worker.state.nthreads)
 
 
 def install(client) -> None:

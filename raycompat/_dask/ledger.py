@@ -113,27 +113,51 @@ class Ledger:
     def _member_path(self, pid: int) -> str:
         return os.path.join(self._dir, f"member-{pid}")
 
+    @property
+    def joined(self) -> bool:
+        """Whether this process counts in a host ledger's totals now."""
+        return self._member is not None
+
+    def add_member(self, cpus: float) -> None:
+        """Another worker of this process (several in-process workers) adds its CPUs."""
+        self._join([float(cpus)])
+
     def _join(self, contribution: list) -> None:
         with self._thread_lock:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 values, totals = self._read_all()
                 self._reclaim_dead(values, totals)
+                member = [a + b for a, b in zip(self._member or [0.0] * len(contribution), contribution)]
                 for i, q in enumerate(contribution):
                     values[i] += q
                     totals[i] += q
                 with open(self._member_path(os.getpid()), "wb") as f:
-                    f.write(struct.pack(self._fmt, *contribution))
+                    f.write(struct.pack(self._fmt, *member))
                 self._write_all(values, totals)
-                self._member = list(contribution)
+                self._member = member
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 
-    def leave(self) -> None:
-        """Take this process's CPUs out of the host's totals (a worker closing); the last
-        member to leave removes the host's directory."""
+    def leave(self, cpus: "float | None" = None) -> None:
+        """Take ``cpus`` of this process out of the host's totals (one of its workers
+        closing); once none are left (or ``cpus`` is None), this process leaves, and the
+        last member to leave removes the host's directory."""
         with self._thread_lock:
             if self._member is None:
+                return
+            if cpus is not None and self._member[0] - cpus > _EPS:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                try:
+                    values, totals = self._read_all()
+                    values[0] -= cpus
+                    totals[0] -= cpus
+                    self._member[0] -= cpus
+                    with open(self._member_path(os.getpid()), "wb") as f:
+                        f.write(struct.pack(self._fmt, *self._member))
+                    self._write_all(values, totals)
+                finally:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
                 return
             lock_fd = os.open(os.path.join(self._dir, "create.lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:

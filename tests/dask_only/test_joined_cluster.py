@@ -125,3 +125,32 @@ def test_actor_page_on_a_joined_cluster(plain_cli_cluster):
         """
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_an_in_process_cluster_object_counts_every_worker():
+    """``ray.init(address=LocalCluster(processes=False))``: workers that share a process
+    (and the driver's) each add their threads to the host's CPUs."""
+    proc = run_script(
+        """
+        import distributed
+        import raycompat as ray
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                           dashboard_address="127.0.0.1:0")
+        ray.init(address=cluster)
+        assert ray.cluster_resources()["CPU"] == 2.0
+        @ray.remote(num_cpus=2)
+        def two():
+            return ray.get_runtime_context().get_assigned_resources()
+        @ray.remote
+        def fib(n):
+            return n if n < 2 else sum(ray.get([fib.remote(n - 1), fib.remote(n - 2)]))
+        assert ray.get(two.remote(), timeout=60) == {"CPU": 2.0}
+        assert ray.get(fib.remote(6), timeout=120) == 8
+        assert ray.available_resources()["CPU"] == 2.0
+        ray.shutdown()
+        cluster.close()
+        print("OK")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("OK")

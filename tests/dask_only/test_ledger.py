@@ -90,6 +90,18 @@ def test_a_host_ledger_is_its_members_threads(tmp_path):
     me.close()
 
 
+def test_several_workers_of_one_process_join_and_leave_one_by_one(tmp_path):
+    directory = tmp_path / "hosts" / "host-a"
+    ledger = Ledger.join_host(str(directory), 1.0)
+    ledger.add_member(2.0)
+    assert ledger.host_totals() == {"CPU": 3.0}
+    ledger.leave(2.0)
+    assert ledger.host_totals() == {"CPU": 1.0} and ledger.joined
+    ledger.leave(1.0)
+    assert not ledger.joined and not directory.exists()
+    ledger.close()
+
+
 def test_a_host_ledger_whose_members_all_died_is_removed(tmp_path):
     parent = tmp_path / "hosts"
     _finish(_member(parent / "host-a", 1, "die"))
