@@ -55,14 +55,14 @@ class CLICluster:
         return subprocess.Popen(_dask_cmd() + args, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
 
-    def stop(self):
+    def stop(self, timeout: float = 20):
         # Workers first, each gone before the next signal: a worker still closing when the
         # scheduler goes away can hang until the timeout.
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()

@@ -31,14 +31,20 @@ SCRIPT_TIMEOUT = 120
 def _stop(cluster: CLICluster) -> None:
     """Stop what the test started, by pid. A worker whose scheduler is gone closes by
     itself, but waits for the task still sleeping in its thread: do not wait for that."""
-    for p in reversed(cluster.procs):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+    cluster.stop(timeout=5)
+
+
+def _kill_scheduler_when_ready(driver, scheduler) -> int:
+    """SIGKILL the scheduler once the driver says READY, tell the driver when; its exit code."""
+    try:
+        driver.wait_for_line("READY", SCRIPT_TIMEOUT)
+        killed_at = time.time()
+        os.kill(scheduler.pid, signal.SIGKILL)
+        driver.send(repr(killed_at))
+        return driver.finish(SCRIPT_TIMEOUT)
+    finally:
+        if driver.proc.poll() is None:
+            driver.proc.kill()
 
 
 @pytest.fixture
@@ -198,15 +204,7 @@ def test_scheduler_sigkill_raises_at_once_and_the_driver_lives_on(clusters):
         print("RESULT " + json.dumps({{"pending": pending, "after": after, "shutdown_s": shutdown_s, "again": again}}), flush=True)
         """
     )
-    try:
-        driver.wait_for_line("READY", SCRIPT_TIMEOUT)
-        killed_at = time.time()
-        os.kill(scheduler.pid, signal.SIGKILL)
-        driver.send(repr(killed_at))
-        rc = driver.finish(SCRIPT_TIMEOUT)
-    finally:
-        if driver.proc.poll() is None:
-            driver.proc.kill()
+    rc = _kill_scheduler_when_ready(driver, scheduler)
     assert scheduler.wait(timeout=10) == -signal.SIGKILL
     assert rc == 0, driver.stderr[-3000:]
     result = json.loads(driver.wait_for_line("RESULT ", 5)[len("RESULT "):])
@@ -271,15 +269,7 @@ def test_a_users_own_client_keeps_dasks_reconnect_but_raycompat_still_raises(clu
         print("RESULT " + json.dumps(out), flush=True)
         """
     )
-    try:
-        driver.wait_for_line("READY", SCRIPT_TIMEOUT)
-        killed_at = time.time()
-        os.kill(scheduler.pid, signal.SIGKILL)
-        driver.send(repr(killed_at))
-        rc = driver.finish(SCRIPT_TIMEOUT)
-    finally:
-        if driver.proc.poll() is None:
-            driver.proc.kill()
+    rc = _kill_scheduler_when_ready(driver, scheduler)
     assert rc == 0, driver.stderr[-3000:]
     out = json.loads(driver.wait_for_line("RESULT ", 5)[len("RESULT "):])
     print("user's client: seconds to the get's error", round(out["get"][1], 3), "remote", round(out["remote"][1], 4),
