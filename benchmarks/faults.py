@@ -176,6 +176,7 @@ def task_phase(ray, kc, n_workers, n, kills, max_retries, scratch: Path, seed: i
     killer.done.set()
     killer.join(timeout=150)
     values, errors, lost_examples = {}, collections.Counter(), []
+    t_collect = time.monotonic()
     pending_set = set(pending)
     for i, ref in enumerate(refs):
         if ref in pending_set:
@@ -187,6 +188,7 @@ def task_phase(ray, kc, n_workers, n, kills, max_retries, scratch: Path, seed: i
             errors[type(e).__name__] += 1
             if len(lost_examples) < 3:
                 lost_examples.append(f"task {i}: {type(e).__name__}: {str(e)[:300]}")
+    collect_s = time.monotonic() - t_collect  # one ray.get per ref, after all are done
     started, finished = _markers(runs), _markers(done)
     n_started, n_finished = sum(started.values()), sum(finished.values())
     back = _wait_workers(kc, n_workers)
@@ -201,7 +203,7 @@ def task_phase(ray, kc, n_workers, n, kills, max_retries, scratch: Path, seed: i
         "extra_runs": n_started - n, "runs_cut_short": n_started - n_finished,
         "results_recomputed": n_finished - len(finished),  # finished more than once
         "tasks_never_started": n - len(started), "max_runs_of_one_task": max(started.values(), default=0),
-        "wall_s": round(wall, 2), **back,
+        "wall_s": round(wall, 2), "collect_s": round(collect_s, 2), **back,
     }
 
 
