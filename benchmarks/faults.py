@@ -15,11 +15,11 @@ fresh driver process:
    times (20), the k-th once ``k / (kills + 1)`` of the tasks have started, so every kill
    lands while tasks remain; the nannies start the killed workers again. Then every ref
    is fetched: *correct* means every value is ``f(i)``, *lost* counts refs that raised or
-   never finished, and *extra runs* = runs started - tasks (split into runs cut short by a
-   kill, started - finished, and results recomputed after the worker holding them died,
-   finished - tasks). The tasks use ``max_retries=-1``: with 20 kills a task may well be
-   on a killed worker more than Ray's default 3 times (see the ``default-retries``
-   variant).
+   never finished, and *extra runs* = runs started beyond the first of each task that
+   started (split into runs cut short by a kill, started - finished, and results
+   recomputed after the worker holding them died, finished beyond the first of each).
+   The tasks use ``max_retries=-1``: with 20 kills a task may well be on a killed worker
+   more than Ray's default 3 times (see the ``default-retries`` variant).
 2. **An actor** with ``max_restarts=-1, max_task_retries=-1``: calls in a loop; ``--actor-kills``
    times (10) its process (its pid from a method returning ``os.getpid()``) is SIGKILLed
    while a slow call and four more are in flight. It must keep serving: the calls in
@@ -200,7 +200,7 @@ def task_phase(ray, kc, n_workers, n, kills, max_retries, scratch: Path, seed: i
         "wrong_values": sum(1 for i, v in values.items() if v != f(i)),
         "lost": n - len(values), "errors": dict(errors), "error_examples": lost_examples,
         "runs_started": n_started, "runs_finished": n_finished,
-        "extra_runs": n_started - n, "runs_cut_short": n_started - n_finished,
+        "extra_runs": n_started - len(started), "runs_cut_short": n_started - n_finished,
         "results_recomputed": n_finished - len(finished),  # finished more than once
         "tasks_never_started": n - len(started), "max_runs_of_one_task": max(started.values(), default=0),
         "wall_s": round(wall, 2), "collect_s": round(collect_s, 2), **back,

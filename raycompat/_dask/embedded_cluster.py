@@ -129,9 +129,10 @@ def _keep_workers(cluster) -> None:
     A nanny restarts its worker when the process dies, but one whose worker does not
     exit in time after a memory kill closes itself (dask/distributed#7312, measured: a
     2-worker cluster left with 0 workers for 200 s, shared/docs/reliability.md 2.3), and
-    the ``LocalCluster`` does not replace it. Ray's node keeps its worker pool; so every
-    ``REVIVE_INTERVAL`` seconds, a closed nanny still in the cluster's spec is dropped
-    and the cluster starts it again. Actor hosts come back through ``host_pool``."""
+    the ``LocalCluster`` does not replace it, nor one it dropped itself. Ray's node keeps
+    its worker pool; so every ``REVIVE_INTERVAL`` seconds, a task worker of the
+    cluster's spec that is closed or gone is started again. Actor hosts come back
+    through ``host_pool``."""
     def revive():
         if cluster.status != Status.running:
             return
@@ -142,6 +143,10 @@ def _keep_workers(cluster) -> None:
         ]
         for name in dead:
             del cluster.workers[name]
+        # Dask's own SpecCluster drops a nanny whose worker is not back 15 s after its
+        # removal (``distributed.deploy.lost-worker-timeout``), e.g. killed again while
+        # restarting, and leaves its name in the spec.
+        dead += [name for name in cluster.worker_spec if name not in cluster.workers and not is_host(name)]
         if dead:
             logging.getLogger("raycompat").warning("Restarting %d worker(s) whose nanny had closed: %s",
                                                    len(dead), ", ".join(map(str, dead)))

@@ -24,20 +24,32 @@ TOPIC = "worker-restart-memory"
 EVENT_WAIT = 0.5
 
 
+#: worker address -> its memory-kill event or None, once looked up: many tasks fail
+#: with one worker (a get of each must not wait ``EVENT_WAIT`` again).
+_verdicts: dict = {}
+_MAX_VERDICTS = 10_000
+
+
 def memory_kill(client, worker_address: str) -> "dict | None":
     """The nanny's event for killing ``worker_address`` for memory, or None."""
+    if worker_address in _verdicts:
+        return _verdicts[worker_address]
     deadline = time.monotonic() + EVENT_WAIT
-    while True:
+    found = None
+    while found is None:
         try:
             events = client.get_events(TOPIC)
         except Exception:  # noqa: BLE001 - the scheduler is gone: not a memory kill we can tell
             return None
-        for _, msg in reversed(events):
-            if msg.get("worker") == worker_address:
-                return msg
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.1)
+        found = next((msg for _, msg in reversed(events) if msg.get("worker") == worker_address), None)
+        if found is None and time.monotonic() > deadline:
+            break
+        if found is None:
+            time.sleep(0.1)
+    if len(_verdicts) >= _MAX_VERDICTS:
+        _verdicts.clear()
+    _verdicts[worker_address] = found  # a worker's address is not reused by a new process
+    return found
 
 
 def message(event: dict, task_name: str, memory_limit: "float | None") -> str:
