@@ -88,7 +88,9 @@ def start(num_cpus, num_gpus, resources, include_dashboard, dashboard_host, dash
             scheduler_kwargs={"dashboard": include_dashboard is not False},
         )
         if cluster.scheduler.allowed_failures == retries.EMBEDDED_ALLOWED_FAILURES:
-            cluster.scheduler.add_plugin(retries.MaxRetriesPlugin())
+            max_retries = retries.MaxRetriesPlugin(running_dir=tmpdir)
+            cluster.scheduler.add_plugin(max_retries)
+            max_retries.start(cluster.scheduler)
         observability.install(cluster.scheduler)
         reference_plugin.install(cluster.scheduler)
         task_events.install(cluster.scheduler)

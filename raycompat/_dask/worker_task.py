@@ -22,7 +22,7 @@ from typing import Any
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
-from raycompat._dask import interrupts, output, process_env, references
+from raycompat._dask import interrupts, output, process_env, references, retries
 from raycompat._dask import runtime_env_apply as _runtime_env
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask.serialization import Deflated, Sealed, inflate
@@ -240,6 +240,7 @@ def _run_task(spec: TaskSpec, deps):
     )
     prev = _context.set_current_task(ctx)
     interrupts.register(key, ctx)
+    retries.task_started(key)
     output.task_started(ctx)
     saved_env = None
     leave_env = None
@@ -315,6 +316,7 @@ def _run_task(spec: TaskSpec, deps):
         if ctx.held is not None:
             ledger.release(ctx.held)
         output.task_ended(ctx)
+        retries.task_ended(key)
         interrupts.unregister(key)
         _context.set_current_task(prev)
 

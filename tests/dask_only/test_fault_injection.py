@@ -168,10 +168,11 @@ class ChargedWithoutRunning(AssertionError):
 
 
 @pytest.mark.xfail(strict=True, raises=ChargedWithoutRunning, reason=(
-    "raycompat bug: the embedded cluster sets worker-saturation: inf (embedded_cluster.py), so "
-    "a worker's Dask 'processing' set holds every task assigned to it, and Dask's remove_worker "
-    "counts a death against each of them (TaskState.suspicious, which retries.MaxRetriesPlugin "
-    "turns into max_retries): tasks only queued on a killed worker use up retries"))
+    "raycompat difference (README): the embedded cluster sets worker-saturation: inf, so a "
+    "worker's Dask 'processing' set holds every task assigned to it, and Dask's remove_worker "
+    "counts a death against each and fails those out of retries before any plugin hears of it; "
+    "retries.MaxRetriesPlugin gives the count back to the tasks that were only queued, which "
+    "cannot save a max_retries=0 task"))
 def test_a_worker_death_charges_only_the_task_it_was_running(tmp_path):
     """Ray: ``max_retries`` counts the deaths of a worker *while it ran the task*; tasks
     still waiting for a worker are not affected by another worker's death. With
@@ -222,3 +223,62 @@ def test_a_worker_death_charges_only_the_task_it_was_running(tmp_path):
     if never_ran or len(out["failed"]) > 1:
         raise ChargedWithoutRunning(f"{len(out['failed'])} tasks failed, {len(never_ran)} of them never started: "
                                     f"{out['failed']}")
+
+
+def test_a_worker_death_spends_the_retries_of_the_task_it_ran_only(tmp_path):
+    """Ray: ``max_retries`` counts the deaths of a worker *while it ran the task*. With
+    ``max_retries=1``, worker "1" then worker "0" killed while 60 tasks go through (the
+    tasks queued on "1" move to "0" before it dies): a task fails
+    (``WorkerCrashedError``) only if both deaths hit it while it ran; before ``retries.py``
+    gave queued tasks their count back, every task queued on the workers at both kills
+    failed (about 20) without having run twice."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    proc = run_script(
+        f"""
+        import json, os, signal, time, uuid
+        import raycompat as ray
+        from raycompat._dask import driver
+
+        ray.init(num_cpus=2, include_dashboard=False)
+        client = driver.current_session().client
+
+        def task_workers(dask_scheduler):
+            return {{str(ws.name): ws.pid for ws in dask_scheduler.workers.values()
+                    if not str(ws.name).startswith("raycompat-actor-")}}
+
+        @ray.remote(max_retries=1)
+        def work(i):
+            open(os.path.join({str(runs)!r}, f"{{i}}-{{uuid.uuid4().hex}}"), "w").close()
+            time.sleep(0.1)
+            return i
+
+        refs = [work.remote(i) for i in range(60)]
+        for wanted, victim in ((4, "1"), (14, "0")):  # the second takes the first's queue
+            while len(os.listdir({str(runs)!r})) < wanted:
+                time.sleep(0.01)
+            deadline = time.monotonic() + 30
+            while len(w := client.run_on_scheduler(task_workers)) < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            os.kill(w[victim], signal.SIGKILL)
+        failed = []
+        for i, ref in enumerate(refs):
+            try:
+                assert ray.get(ref, timeout=60) == i
+            except ray.exceptions.WorkerCrashedError:
+                failed.append(i)
+        counts = {{}}
+        for name in os.listdir({str(runs)!r}):
+            i = int(name.split("-")[0])
+            counts[i] = counts.get(i, 0) + 1
+        print("RESULT " + json.dumps({{"failed": failed, "runs": counts}}), flush=True)
+        ray.shutdown()
+        """,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
+    # Each death of a one-thread worker hits the one task it runs: only a task running at
+    # both deaths may fail (its markers may miss a run killed before the user's code).
+    assert len(out["failed"]) <= 1, out
