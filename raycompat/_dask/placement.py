@@ -9,7 +9,7 @@ custom resources are Dask worker resources; a task that asks for more CPUs than 
 hosts have goes to the hosts that have them. A request no node can meet stays pending,
 as Ray keeps it, with a warning.
 ``scheduling_strategy``: ``SPREAD`` round-robins over the task workers (soft),
-``NodeAffinitySchedulingStrategy`` restricts to the workers of that host.
+``NodeAffinitySchedulingStrategy`` restricts to that host (a Dask host restriction).
 """
 
 from __future__ import annotations

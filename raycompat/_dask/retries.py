@@ -63,8 +63,6 @@ class MaxRetriesPlugin(SchedulerPlugin):
         if pid is None:
             return
         running = _running_keys(self.running_dir, pid)
-        if running is None:
-            return
         for msg in reversed(scheduler.get_events(worker)):
             if isinstance(msg[1], dict) and msg[1].get("action") == "remove-worker":
                 if msg[1].get("expected"):
@@ -138,8 +136,8 @@ def _update_running(key, add: bool) -> None:
         os.ftruncate(_running_fd, len(data))
 
 
-def _running_keys(directory: str, pid: int) -> "set | None":
-    """The keys a dead worker process was running, from its file (None if it had none)."""
+def _running_keys(directory: str, pid: int) -> set:
+    """The keys a dead worker process was running, from its file (which it leaves)."""
     try:
         with open(_running_path(directory, pid), "rb") as f:
             data = f.read().decode()

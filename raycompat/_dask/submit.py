@@ -119,7 +119,7 @@ def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
     runtime_env = _runtime_env.for_call(session, options.get("runtime_env"))
 
     placement, request = _placement.for_task(client, options, name)
-    ledger_present = _driver.embedded_ledger() is not None
+    embedded = _driver.embedded_ledger() is not None
     strategy = _placement.strategy(client, options, request.get("CPU", 0.0))
     if "unschedulable" in strategy:
         fut = client.submit(
@@ -153,7 +153,7 @@ def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
     # The embedded cluster's scheduler takes a task without the annotation for a default
     # one (a smaller graph message); a joined cluster's keeps the operator's limit for
     # tasks without it, so every raycompat task says its own there.
-    if spec.retries == DEFAULT_TASK_MAX_RETRIES and ledger_present:
+    if spec.retries == DEFAULT_TASK_MAX_RETRIES and embedded:
         fut = batching.submit(client, run_task, spec, *prefix_deps, *deps, key=key, **placement)
     else:
         with dask.annotate(**{retries.ANNOTATION: spec.retries}):
