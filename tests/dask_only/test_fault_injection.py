@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,21 @@ class ChargedWithoutRunning(AssertionError):
     """The one failure the xfail below expects (any other failure fails the test)."""
 
 
+#: The start of a driver script that kills the embedded cluster's task workers by name.
+KILLER = """
+import json, os, signal, time, uuid
+import raycompat as ray
+from raycompat._dask import driver
+
+ray.init(num_cpus=2, include_dashboard=False)
+client = driver.current_session().client
+
+def task_workers(dask_scheduler):
+    return {str(ws.name): ws.pid for ws in dask_scheduler.workers.values()
+            if not str(ws.name).startswith("raycompat-actor-")}
+"""
+
+
 @pytest.mark.xfail(strict=True, raises=ChargedWithoutRunning, reason=(
     "raycompat difference (README): the embedded cluster sets worker-saturation: inf, so a "
     "worker's Dask 'processing' set holds every task assigned to it, and Dask's remove_worker "
@@ -181,18 +197,7 @@ def test_a_worker_death_charges_only_the_task_it_was_running(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     proc = run_script(
-        f"""
-        import json, os, signal, time
-        import raycompat as ray
-        from raycompat._dask import driver
-
-        ray.init(num_cpus=2, include_dashboard=False)
-        client = driver.current_session().client
-
-        def task_workers(dask_scheduler):
-            return {{str(ws.name): ws.pid for ws in dask_scheduler.workers.values()
-                    if not str(ws.name).startswith("raycompat-actor-")}}
-
+        KILLER + textwrap.dedent(f"""
         @ray.remote(max_retries=0)
         def work(i):
             open(os.path.join({str(runs)!r}, str(i)), "w").close()
@@ -212,7 +217,7 @@ def test_a_worker_death_charges_only_the_task_it_was_running(tmp_path):
         started = sorted(int(n) for n in os.listdir({str(runs)!r}))
         print("RESULT " + json.dumps({{"failed": failed, "started": started}}), flush=True)
         ray.shutdown()
-        """,
+        """),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -235,18 +240,7 @@ def test_a_worker_death_spends_the_retries_of_the_task_it_ran_only(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     proc = run_script(
-        f"""
-        import json, os, signal, time, uuid
-        import raycompat as ray
-        from raycompat._dask import driver
-
-        ray.init(num_cpus=2, include_dashboard=False)
-        client = driver.current_session().client
-
-        def task_workers(dask_scheduler):
-            return {{str(ws.name): ws.pid for ws in dask_scheduler.workers.values()
-                    if not str(ws.name).startswith("raycompat-actor-")}}
-
+        KILLER + textwrap.dedent(f"""
         @ray.remote(max_retries=1)
         def work(i):
             open(os.path.join({str(runs)!r}, f"{{i}}-{{uuid.uuid4().hex}}"), "w").close()
@@ -274,7 +268,7 @@ def test_a_worker_death_spends_the_retries_of_the_task_it_ran_only(tmp_path):
             counts[i] = counts.get(i, 0) + 1
         print("RESULT " + json.dumps({{"failed": failed, "runs": counts}}), flush=True)
         ray.shutdown()
-        """,
+        """),
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
