@@ -231,9 +231,31 @@ def get_one(ref, timeout):
     if fut.status != "finished":
         raise_for(fut, ref)
     try:
+        if keys.owned_by_worker(ref._key):
+            return value_of(_fetch_owned_by_worker(fut, ref), ref)
         return value_of(fut.result(), ref)
     except (FutureCancelledError, asyncio.CancelledError) as e:
         raise translate_error(e, ref) from None
+
+
+def _fetch_owned_by_worker(fut: Future, ref):
+    """A task's or actor's ``put``, which only its process holds. If that process died
+    just now, Dask's gather fails, resets the future to pending and asks the scheduler
+    about the key, which may already have forgotten it and then never answers: the fetch
+    would wait forever. So while it fetches, it asks every second who holds the key."""
+    return fut.client.sync(_fetch_watched, fut, ref)
+
+
+async def _fetch_watched(fut: Future, ref):
+    fetch = asyncio.ensure_future(fut._result())
+    while True:
+        done, _ = await asyncio.wait([fetch], timeout=1.0)
+        if done:
+            return fetch.result()
+        holders = await fut.client.scheduler.who_has(keys=[fut.key])
+        if not holders.get(fut.key):
+            fetch.cancel()
+            raise rex.OwnerDiedError(ref.hex(), None, "")
 
 
 def is_cancelled(key) -> bool:
