@@ -12,10 +12,11 @@ from distributed import Future
 
 from raycompat import exceptions as rex
 from raycompat._dask import driver as _driver
-from raycompat._dask import interrupts, objects
+from raycompat._dask import interrupts, keys, objects
 from raycompat._dask.objects import put
 from raycompat._dask.refs import ObjectRef
-from raycompat._dask.results import check_timeout, get_one, is_cancelled, raise_for, translate_error
+from raycompat._dask.results import check_timeout, fetch_owned_by_worker, get_one, is_cancelled, raise_for
+from raycompat._dask.results import translate_error
 from raycompat._dask.results import value_of, wait_futures
 from raycompat._dask.streaming import ObjectRefGenerator
 
@@ -59,12 +60,15 @@ def get(object_refs, *, timeout=None):
         raise rex.TaskCancelledError(by_key[first_bad.key].hex())
     if not all(f.done() for f in futures):
         raise rex.GetTimeoutError("Get timed out: some object(s) not ready.")
-    dask_futures = [f for f in futures if type(f) is Future]
+    dask_futures = [f for f in futures if type(f) is Future and not keys.owned_by_worker(f.key)]
     try:
         values = client.gather(dask_futures) if dask_futures else []
     except Exception as e:  # noqa: BLE001 - lost between done and gather
         raise translate_error(e, object_refs[0]) from None
     sealed = dict(zip((f.key for f in dask_futures), values))
+    for f in futures:  # a task's or actor's put: its owner may have died just now
+        if type(f) is Future and keys.owned_by_worker(f.key):
+            sealed[f.key] = fetch_owned_by_worker(f, by_key[f.key])
     for f in futures:
         if type(f) is not Future:  # an actor call's result, already here
             sealed[f.key] = f.result()

@@ -232,13 +232,13 @@ def get_one(ref, timeout):
         raise_for(fut, ref)
     try:
         if keys.owned_by_worker(ref._key):
-            return value_of(_fetch_owned_by_worker(fut, ref), ref)
+            return value_of(fetch_owned_by_worker(fut, ref), ref)
         return value_of(fut.result(), ref)
     except (FutureCancelledError, asyncio.CancelledError) as e:
         raise translate_error(e, ref) from None
 
 
-def _fetch_owned_by_worker(fut: Future, ref):
+def fetch_owned_by_worker(fut: Future, ref):
     """A task's or actor's ``put``, which only its process holds. If that process died
     just now, Dask's gather fails, resets the future to pending and asks the scheduler
     about the key, which may already have forgotten it and then never answers: the fetch
