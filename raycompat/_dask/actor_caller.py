@@ -44,6 +44,9 @@ def _watch_worker(client, address: str, caller) -> None:
     key = (client.id, address)
     callers = _watched.get(key)
     if callers is None:
+        for gone in [k for k, v in _watched.items() if not v and k[0] == client.id]:
+            del _watched[gone]  # no caller left for that worker: stop hearing of it
+            client.unsubscribe_topic(gone[1])
         callers = _watched[key] = weakref.WeakSet()
 
         def on_event(event, key=key):

@@ -186,9 +186,14 @@ class Ledger:
                 os.close(lock_fd)
 
     def beyond_totals(self, request: dict[str, float]) -> bool:
-        """Whether ``request`` is more than this host has in all (its members now)."""
-        totals = self._read_all()[1]
-        return not self._fits(totals, request)
+        """Whether ``request`` is more than this host has in all (its members now). No
+        file read on the hot path: the embedded ledger's totals are fixed, and every
+        member of a host ledger brings at least one CPU."""
+        if not self._only_tracked:
+            return not self.feasible(request)
+        if request.get("CPU", 0.0) <= 1.0:
+            return False
+        return not self._fits(self._read_all()[1], request)
 
     def feasible(self, request: dict[str, float]) -> bool:
         return all(q <= self.totals.get(n, 0.0) + _EPS for n, q in request.items() if q > 0)
