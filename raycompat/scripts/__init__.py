@@ -1,0 +1,1 @@
+"""The ``raycompat`` command line (Ray's ``ray`` command: ``ray/scripts/scripts.py``)."""
