@@ -30,6 +30,7 @@ from raycompat._dask import streaming
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.lifetime import release_client_remote
 from raycompat._dask.references import JOB_PIN_PREFIX
+from raycompat._private import ray_alias
 from raycompat._private.runtime_env import validate_runtime_env
 from raycompat._version import __version__
 
@@ -266,6 +267,7 @@ def init(
             raise
         if not session.owned:
             joining.register_driver(session)
+        ray_alias.register_with(session.client)  # `raycompat run`: workers resolve `import ray` too
         latency.tune_client(session.client)
         streaming.registry(session.client)
         if log_to_driver:
