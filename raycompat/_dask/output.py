@@ -18,6 +18,10 @@ it is not forwarded. On a cluster we only joined, the lines also stay in the wor
 output (its log); on the embedded cluster they are not echoed, since the worker's output
 is the driver's terminal.
 
+Lines holding ``tqdm_ray``'s magic token are bar states: the driver draws them as bars
+(``progress_bars.py``) instead of printing them, and clears the bars while it prints
+other lines, as Ray's log monitor does.
+
 A task's lines reach the driver before its ``get`` returns (the event and the task's
 completion take the same route through the scheduler); an actor's reply does not pass
 the scheduler, so ``shutdown`` waits until every worker's earlier output has arrived.
@@ -33,6 +37,7 @@ import uuid
 from typing import Optional
 
 from raycompat._dask import context as _context
+from raycompat._dask import progress_bars
 from raycompat._dask.ledger import on_embedded_cluster
 
 TOPIC_PREFIX = "raycompat-output-"
@@ -145,6 +150,12 @@ def install() -> None:
         _installed = (out, err)
 
 
+def installed() -> bool:
+    """Does this process send its tasks' output to their drivers (a worker, once a Ray
+    task or actor ran there)?"""
+    return _installed is not None
+
+
 def task_started(ctx) -> None:
     global _last_task
     install()
@@ -192,11 +203,33 @@ class Printer:
         ip = "" if msg["ip"] in self.local_ips else f", ip={msg['ip']}"
         pre, post = ("", "") if os.environ.get("RAY_COLOR_PREFIX") == "0" else (_CYAN, _RESET_ALL)
         head = f"{pre}({msg['name']} pid={msg['pid']}{ip}){post} "
+        lines = self._draw_bars(msg["lines"])
+        bars = progress_bars.existing()
         try:
-            stream.write("".join(f"{head}{line}\n" for line in msg["lines"]))
-            stream.flush()
+            if lines:
+                if bars is not None:
+                    bars.hide_bars()
+                stream.write("".join(f"{head}{line}\n" for line in lines))
+                stream.flush()
         except Exception:  # noqa: BLE001 - a closed terminal must not break the client
             pass
+        finally:
+            if bars is not None:
+                bars.unhide_bars()
+
+    @staticmethod
+    def _draw_bars(lines: list) -> list:
+        """Hand ``tqdm_ray``'s bar states to the bar manager; return the other lines."""
+        rest = []
+        for line in lines:
+            if progress_bars.RAY_TQDM_MAGIC in line:
+                try:
+                    progress_bars.process_line(line)
+                except Exception:  # noqa: BLE001 - a closed terminal must not break the client
+                    pass
+            else:
+                rest.append(line)
+        return rest
 
     def drain(self, timeout: float = 2.0) -> None:
         """Wait, at most ``timeout`` seconds in all, until every worker's output sent so
