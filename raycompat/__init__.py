@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect as _inspect
 
-from raycompat import actor, exceptions, util
+from raycompat import actor, exceptions, experimental, util
 from raycompat._version import __version__
 from raycompat.actor import ActorClass, ActorHandle, method
 from raycompat._dask.api import cancel, get, put, wait
