@@ -11,6 +11,7 @@ scheduler finds them; a non-detached actor's names are deleted at its driver's
 from __future__ import annotations
 
 import threading
+import types
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from raycompat._dask.refs import ObjectRef
 from raycompat._dask.streaming import ObjectRefGenerator
 from raycompat._private import options as _options
 from raycompat._dask import placement as _placement
+from raycompat._dask import placement_groups as _placement_groups
 from raycompat._dask import lifetime
 
 #: One Caller per (actor, client) in this process, held strongly by the handles only: when
@@ -118,7 +120,12 @@ def create(actor_class, args, kwargs, options: dict) -> ActorRecord:
     explicit = _placement.resource_request(options, default_cpus=None)
     placement_request = explicit if (explicit or options.get("num_cpus") == 0) else {"CPU": 1.0}
     ledger = _driver.embedded_ledger()
-    if ledger is not None and not ledger.feasible(placement_request):
+    group = _placement_groups.resolve(client, options, actor_class._class_name)
+    if group is not None:
+        _placement_groups.check_request(client, group, explicit, actor_class._class_name)
+        _placement_groups.check_request(client, group, placement_request, actor_class._class_name,
+                                        actor_creation=True)
+    elif ledger is not None and not ledger.feasible(placement_request):
         _placement.warn_infeasible(actor_class._class_name, placement_request, f"node totals {ledger.totals}")
     elif ledger is None and _placement.cpu_shortfall(client, placement_request.get("CPU", 0.0)):
         _placement.warn_infeasible(actor_class._class_name, placement_request,
@@ -143,13 +150,18 @@ def create(actor_class, args, kwargs, options: dict) -> ActorRecord:
         "namespace": namespace,
         "name": name,
         "methods": actor_class._methods,
+        "placement_group": None if group is None else (
+            group[0], _placement_groups.candidate_bundles(client, group[0], group[1]), group[2]),
     }
     args_blob, held = _args_blob(args, kwargs, actor_class._class_name)
     placement = {}
     resources = _placement.dask_resources(explicit)
     if resources and ledger is None:
         placement["resources"] = resources
-    strategy = _placement.strategy(client, options, placement_request.get("CPU", 0.0))
+    if group is not None:
+        strategy = _placement_groups.placement_for(client, group[0], group[1])
+    else:
+        strategy = _placement.strategy(client, options, placement_request.get("CPU", 0.0))
     if "unschedulable" in strategy:
         raise rex.ActorUnschedulableError(strategy["unschedulable"])
     placement.update(strategy)
@@ -184,6 +196,10 @@ def create(actor_class, args, kwargs, options: dict) -> ActorRecord:
                     client.run_on_scheduler(
                         lifetime.register_names, client_id=client.id, names=[var_name, meta_name]
                     )
+    if group is not None:  # killed when its group is removed, as Ray kills it
+        _placement_groups.note_actor(group[0], types.SimpleNamespace(
+            _caller=caller, _creation=creation, _actor_id=actor_id, _class_name=meta["class_name"],
+            _name=name, _namespace=namespace))
     return ActorRecord(actor_id, creation, meta["class_name"], meta["methods"], meta["is_async"],
                        name, namespace, concurrent, caller)
 

@@ -39,6 +39,7 @@ from raycompat._dask.worker_task import _drain, _task_error_text, shape_returns
 from raycompat._dask import api
 from raycompat._dask.refs import ObjectRef
 from raycompat._dask.ledger import process_ledger
+from raycompat._dask import placement_groups as _placement_groups
 from raycompat._dask.observability import TOPIC
 from raycompat._dask.actor_errors import EXITED, KILLED, ActorExit, actor_died, init_failed
 
@@ -105,7 +106,15 @@ class Shell:
         self.held = None
         self._release_lock = threading.Lock()
         placing = meta.get("placement_request") or {}
-        if self.ledger is not None and placing:
+        group = meta.get("placement_group")
+        if group is not None:  # its bundle's resources, once the group is made
+            try:
+                self.ledger = _placement_groups.take(group[0], group[1], placing, give_up=lambda: False)
+            except rex.TaskPlacementGroupRemoved:
+                raise rex.ActorPlacementGroupRemoved(
+                    "The placement group corresponding to this Actor has been removed."
+                ) from None
+        elif self.ledger is not None and placing:
             self.ledger.acquire(placing)
         try:
             # The constructor runs in the actor's own thread, like every method. It may
@@ -215,6 +224,9 @@ class Shell:
             namespace=self.meta["namespace"],
         )
         ctx.actor = self
+        group = self.meta.get("placement_group")
+        if group is not None:
+            ctx.placement_group = (group[0], group[2])
         ctx.seceded = True  # the actor's own threads are not in Dask's pool: never secede
         return ctx
 

@@ -38,6 +38,8 @@ class TaskContext:
     #: The runtime_env this task runs in, which its child tasks inherit (tasks only: an
     #: actor's is in its shell's meta).
     runtime_env: object = None
+    #: ``(placement group id, capture_child_tasks)`` when it runs in a placement group.
+    placement_group: Optional[tuple] = None
 
 
 def inherited_env_vars() -> dict:

@@ -325,10 +325,18 @@ class Ledger:
         return values, totals
 
     def close(self) -> None:
-        try:
-            os.close(self._fd)
-        except OSError:
-            pass
+        for fd in (getattr(self, "_fd", None), getattr(self, "_held_fd", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._fd = self._held_fd = None
+
+    def __del__(self):
+        # A placement group's bundle ledger is dropped when the group goes, while a task
+        # may still hold it: its files close with the last reference.
+        self.close()
 
 
 def _remove_abandoned(parent: str) -> None:

@@ -65,11 +65,15 @@ def warn_infeasible(name, request, available_desc) -> None:
     )
 
 
-def for_task(client, options, name) -> tuple:
-    """Dask ``submit`` keywords for a task's resources, and its request."""
+def for_task(client, options, name, in_group: bool = False) -> tuple:
+    """Dask ``submit`` keywords for a task's resources, and its request (a task in a
+    placement group is checked against its bundles instead: ``placement_groups.py``)."""
     out: dict[str, Any] = {}
     request = resource_request(options)
     ledger = _driver.embedded_ledger()
+    if in_group:
+        resources = {} if ledger is not None else dask_resources(request)
+        return ({"resources": resources} if resources else {}), request
     if ledger is not None:
         if not ledger.feasible(request):
             warn_infeasible(name, request, f"node totals {ledger.totals}")

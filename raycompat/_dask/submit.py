@@ -26,6 +26,7 @@ from raycompat._dask import batching
 from raycompat._dask import context as _context
 from raycompat._dask import interrupts
 from raycompat._dask import placement as _placement
+from raycompat._dask import placement_groups as _placement_groups
 from raycompat._dask import references
 from raycompat._dask import retries
 from raycompat._dask import runtime_env as _runtime_env
@@ -118,9 +119,15 @@ def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
     env_vars = _context.env_vars_for_call(session, options.get("runtime_env"))
     runtime_env = _runtime_env.for_call(session, options.get("runtime_env"))
 
-    placement, request = _placement.for_task(client, options, name)
+    group = _placement_groups.resolve(client, options, name)
+    placement, request = _placement.for_task(client, options, name, in_group=group is not None)
     embedded = _driver.embedded_ledger() is not None
-    strategy = _placement.strategy(client, options, request.get("CPU", 0.0))
+    if group is not None:
+        _placement_groups.check_request(client, group, request, name)
+        strategy = _placement_groups.placement_for(client, group[0], group[1])
+        group = (group[0], _placement_groups.candidate_bundles(client, group[0], group[1]), group[2])
+    else:
+        strategy = _placement.strategy(client, options, request.get("CPU", 0.0))
     if "unschedulable" in strategy:
         fut = client.submit(
             _raise_unschedulable, strategy["unschedulable"], key=new_key(name), pure=False
@@ -143,6 +150,7 @@ def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
         runtime_env=runtime_env,
         job_id=_driver.current_job_id(),
         namespace=_driver.current_namespace(),
+        placement_group=group,
     )
     key = new_key(name)
     generator = None

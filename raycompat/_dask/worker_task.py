@@ -25,6 +25,7 @@ from raycompat._dask import context as _context
 from raycompat._dask import interrupts, output, process_env, references, retries
 from raycompat._dask import runtime_env_apply as _runtime_env
 from raycompat._dask.ledger import process_ledger
+from raycompat._dask import placement_groups as _placement_groups
 from raycompat._dask.serialization import Deflated, Sealed, inflate
 from raycompat._dask.streaming import collect_dynamic
 from raycompat._dask.results import StreamEnd
@@ -66,6 +67,7 @@ class TaskSpec:
         "job_id",
         "namespace",
         "stream_to",
+        "placement_group",  # (group id, candidate bundle indices, capture child tasks)
     )
 
     def __init__(self, **kw):
@@ -247,7 +249,18 @@ def _run_task(spec: TaskSpec, deps):
     try:
         if ctx.cancelled:  # ray.cancel reached this worker before the task
             raise rex.TaskCancelledError(key)
-        if ledger is not None and spec.request:
+        if spec.placement_group is not None:
+            ctx.placement_group = (spec.placement_group[0], spec.placement_group[2])
+            secede()  # it may wait for the group: no thread held meanwhile
+            ctx.seceded = True
+            ledger = ctx.ledger = _placement_groups.take(
+                spec.placement_group[0], spec.placement_group[1], spec.request or {}, give_up=lambda: ctx.cancelled
+            )
+            if ledger is None:
+                raise rex.TaskCancelledError(key)  # cancelled while waiting for its bundle
+            if spec.request:
+                ctx.held = dict(spec.request)
+        elif ledger is not None and spec.request:
             if ledger.beyond_totals(spec.request):
                 # More CPUs than this host has now (a joined cluster's worker restarting,
                 # or none fits): wait for the host to grow without holding a thread.

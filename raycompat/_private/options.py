@@ -196,9 +196,6 @@ actor_options: dict[str, Option] = {
 _IGNORED_WHY = {
     "max_calls": "Dask workers are long-lived; recycle them cluster-wide with distributed.worker.lifetime",
     "accelerator_type": "Dask workers advertise resources, not accelerator types",
-    "placement_group": "Dask has no placement groups",
-    "placement_group_bundle_index": "Dask has no placement groups",
-    "placement_group_capture_child_tasks": "Dask has no placement groups",
     "object_store_memory": "Dask has no separate object store",
     "fallback_strategy": "Dask has no label scheduling",
     "_generator_backpressure_num_objects": "generator backpressure is not applied",

@@ -6,6 +6,14 @@ import socket
 
 from raycompat._dask import actor_api as _actor_api
 from raycompat.util.check_serialize import inspect_serializability
+from raycompat.util.placement_group import (
+    PlacementGroup,
+    get_current_placement_group,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 
 
 def get_node_ip_address(address: str = "8.8.8.8:53") -> str:
@@ -45,9 +53,15 @@ def __getattr__(name):
 
 __all__ = [
     "ActorPool",
+    "PlacementGroup",
     "as_completed",
+    "get_current_placement_group",
     "get_node_ip_address",
+    "get_placement_group",
     "inspect_serializability",
     "list_named_actors",
     "map_unordered",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
 ]

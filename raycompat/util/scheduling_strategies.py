@@ -2,7 +2,9 @@
 
 ``NodeAffinitySchedulingStrategy`` restricts a task to the Dask workers of one host
 (``soft=True`` lets it run elsewhere if those are gone); ``"SPREAD"`` round-robins tasks
-over workers. Placement groups and labels have no Dask equivalent: accepted, ignored.
+over workers; ``PlacementGroupSchedulingStrategy`` runs a task or actor in a bundle of a
+placement group (``raycompat.util.placement_group``). Labels have no Dask equivalent:
+accepted, ignored.
 """
 
 from __future__ import annotations
