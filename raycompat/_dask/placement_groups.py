@@ -324,13 +324,13 @@ def check_request(client, group: tuple, request: dict, what: str, actor_creation
     specs = group_specs if index == -1 else [group_specs[index]]
     if any(_fits(request, b) for b in specs):
         return
+    shown = {k: (int(v) if float(v).is_integer() else v) for k, v in request.items()}
     if actor_creation:  # Ray's text for an actor's default 1 CPU to be placed
         raise ValueError(
             f"Cannot schedule {what} with the placement group because the actor requires "
-            f"{request.get('CPU', 0)} CPU for creation, but it cannot fit into any bundles for the "
+            f"{shown.get('CPU', 0)} CPU for creation, but it cannot fit into any bundles for the "
             f"placement group, {group_specs}. Consider creating a placement group with CPU resources."
         )
-    shown = {k: (int(v) if float(v).is_integer() else v) for k, v in request.items()}
     raise ValueError(
         f"Cannot schedule {what} with the placement group because the resource request "
         f"{shown} cannot fit into any bundles for the placement group, {group_specs}."

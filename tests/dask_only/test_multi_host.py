@@ -110,6 +110,51 @@ def test_node_affinity_and_spread_place_on_hosts(cluster):
     assert {tuple(r) for r in out["spread"]} == {(nodes[ip], ip, ip) for ip in nodes}
 
 
+def test_placement_group_strategies_place_bundles_on_hosts(cluster):
+    """Ray: ``STRICT_SPREAD`` puts each bundle on a different node (a group of more
+    bundles than nodes stays pending), ``STRICT_PACK`` all on one node, and a task with
+    ``PlacementGroupSchedulingStrategy(pg, i)`` runs on bundle ``i``'s node
+    (``placement_group_table(pg)["bundles_to_node_id"][i]``); with three one-CPU nodes,
+    a one-CPU bundle takes its node's CPU out of ``available_resources()``."""
+    n = len(cluster.workers)
+    proc = cluster.run_driver(
+        f"""
+        import json, raycompat as ray
+        from raycompat.util.placement_group import placement_group, placement_group_table, remove_placement_group
+        from raycompat.util.scheduling_strategies import PlacementGroupSchedulingStrategy as S
+        ray.init(address="{cluster.address}")
+
+        @ray.remote(num_cpus=1)
+        def node():
+            return ray.get_runtime_context().get_node_id()
+
+        spread = placement_group([{{"CPU": 1}}] * {n}, strategy="STRICT_SPREAD")
+        assert spread.wait(60)
+        table = placement_group_table(spread)["bundles_to_node_id"]
+        ran = ray.get([node.options(scheduling_strategy=S(spread, i)).remote() for i in range({n})])
+        cpus_left = ray.available_resources().get("CPU", 0)
+        remove_placement_group(spread)
+        too_many = placement_group([{{"CPU": 0.5}}] * {n + 1}, strategy="STRICT_SPREAD")
+        pending = (too_many.wait(2), placement_group_table(too_many)["state"])
+        remove_placement_group(too_many)
+        pack = placement_group([{{"CPU": 0.5}}, {{"CPU": 0.5}}], strategy="STRICT_PACK")
+        assert pack.wait(60)
+        packed = placement_group_table(pack)["bundles_to_node_id"]
+        print("RESULT " + json.dumps({{"table": table, "ran": ran, "cpus_left": cpus_left,
+                                      "pending": pending, "packed": packed,
+                                      "nodes": [x["NodeID"] for x in ray.nodes()]}}), flush=True)
+        ray.shutdown()
+        """
+    )
+    out = _result(proc)
+    table = [out["table"][str(i)] for i in range(n)]
+    assert sorted(table) == sorted(out["nodes"])  # one bundle per node
+    assert out["ran"] == table  # each task on its bundle's node
+    assert out["cpus_left"] == 0
+    assert out["pending"] == [False, "PENDING"]
+    assert len(set(out["packed"].values())) == 1
+
+
 def test_runtime_env_working_dir_and_py_modules_reach_every_host(cluster, tmp_path):
     """Ray: ``ray.init(runtime_env={"working_dir": d, "py_modules": [pkg]})`` uploads both
     to the cluster (GCS) at ``init``; on every node, each worker of the job starts inside

@@ -23,6 +23,7 @@ MODULES = [
     "test_object_lifetime.py",
     "test_generators.py",
     "test_worker_output.py",
+    "test_placement_group.py",
 ]
 
 
