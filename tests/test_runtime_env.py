@@ -337,3 +337,22 @@ def test_env_vars_of_overlapping_tasks_end_with_them(ray):
         time.sleep(0.15)
     assert ray.get(refs, timeout=60) == list("abcd")
     assert ray.get([read_then_sleep.remote(0.3) for _ in range(4)], timeout=60) == [None] * 4
+
+
+def test_runtime_env_class_is_a_dict_options_accept(ray):
+    """``ray.runtime_env.RuntimeEnv`` is a dict of the fields given; a task given one gets
+    its env_vars (Ray 2.60, checked); ``ray.cloudpickle`` pickles a lambda."""
+    from importlib import import_module
+
+    runtime_env = import_module(ray.__name__ + ".runtime_env")
+    cloudpickle = import_module(ray.__name__ + ".cloudpickle")
+    env = runtime_env.RuntimeEnv(env_vars={"RAYCOMPAT_RUNTIME_ENV_CLASS": "yes"})
+    assert isinstance(env, dict) and env["env_vars"] == {"RAYCOMPAT_RUNTIME_ENV_CLASS": "yes"}
+    assert "pip" not in env
+
+    @ray.remote
+    def read():
+        return os.environ.get("RAYCOMPAT_RUNTIME_ENV_CLASS")
+
+    assert ray.get(read.options(runtime_env=env).remote(), timeout=60) == "yes"
+    assert cloudpickle.loads(cloudpickle.dumps(lambda x: x + 1))(1) == 2
