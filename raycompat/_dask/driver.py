@@ -115,6 +115,17 @@ def current_session(auto_init: bool = True):
     return _session
 
 
+def no_default_client() -> bool:
+    """True when this process has no Dask default client: then the client ``init`` makes
+    becomes it, so Dask's tools that look for one (``distributed.progress``, ``wait``,
+    ``dask.compute``) use this cluster; a user's own default client keeps its place."""
+    try:
+        distributed.default_client()
+    except ValueError:
+        return True
+    return False
+
+
 def is_initialized() -> bool:
     """True in a driver after ``init``, and inside tasks and actors (as Ray)."""
     return _session is not None or _context.current_task() is not None

@@ -4,6 +4,11 @@ Ray resolves only *top-level* ObjectRef arguments; Dask resolves futures nested 
 lists, tuples and dicts too. So an ObjectRef is never a ``distributed.Future``: Dask
 sees only the futures the facade hands it on purpose (``submit.py``).
 
+For Dask's own tools an ObjectRef is a Dask collection of one future (``__dask_graph__``),
+as a persisted collection is: ``distributed.progress``, ``wait``, ``futures_of`` take refs
+as they take futures, and ``dask.compute``/``dask.delayed`` see the ref's value. Task
+arguments never go through that protocol, so nested refs still arrive as refs.
+
 Identity is the Dask key (plus an index for the i-th of ``num_returns=N`` results, which
 share one Dask task), so equality and hashing survive pickling. Pickling sends the key;
 unpickling rebinds it to the client of the process it lands in (the driver's, or the
@@ -24,7 +29,7 @@ from typing import Optional
 
 from distributed import Future
 
-from raycompat._dask import interrupts, references, results
+from raycompat._dask import batching, interrupts, references, results
 from raycompat._dask import driver as _driver
 
 
@@ -73,6 +78,27 @@ class ObjectRef:
         references.pickled(self._dask_future())
         return (_rebuild_ref, (self._key, self._index, self._task_name))
 
+    # Dask's collection protocol ------------------------------------------------
+    # So Dask's tools that collect futures from collections (``distributed.progress``,
+    # ``wait``, ``as_completed``, ``Client.cancel``...: ``futures_of``) take refs as they
+    # take futures, and ``dask.compute``/``dask.delayed`` see a ref as its value. Dask
+    # never walks arguments through it: ``submit.py`` pickles nested refs whole.
+    def __dask_graph__(self):
+        fut = self._dask_future()
+        batching.flush(fut.client)  # the task must be on the scheduler before Dask's graph
+        return {fut.key: fut}
+
+    def __dask_keys__(self):
+        return [self._key]
+
+    __dask_optimize__ = None  # one future: nothing to optimize
+
+    def __dask_tokenize__(self):
+        return (self._key, self._index)
+
+    def __dask_postcompute__(self):
+        return _finalize, (self._index,)
+
     # futures and await --------------------------------------------------------
     def future(self) -> concurrent.futures.Future:
         """A ``concurrent.futures.Future`` resolved with the value (or Ray's error)."""
@@ -97,6 +123,23 @@ class ObjectRef:
     def _on_completed(self, callback):
 
         self._future.add_done_callback(lambda _: callback(results.get_one(self, timeout=None)))
+
+
+class _Slot:
+    """What ``results.value_of`` reads of a ref: the result's index (no key: a stored
+    error is raised as it is)."""
+
+    __slots__ = ("_index",)
+    _key = None
+    _task_name = None
+
+    def __init__(self, index):
+        self._index = index
+
+
+def _finalize(parts, index):
+    """The value of a ref that Dask computed as a collection (Dask's finalize step)."""
+    return results.value_of(parts[0], _Slot(index))
 
 
 def _rebuild_ref(key, index, task_name=None) -> ObjectRef:
