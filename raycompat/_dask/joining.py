@@ -76,7 +76,7 @@ def open_client(target: str, security, timeout: float) -> distributed.Client:
         if security is not None and target.startswith("tcp://"):
             target = "tls://" + target[len("tcp://"):]  # RAY_USE_TLS: Ray addresses have no scheme
     _check_tls(target, security)
-    kwargs: dict[str, Any] = {"timeout": timeout, "set_as_default": False}
+    kwargs: dict[str, Any] = {"timeout": timeout, "set_as_default": driver.no_default_client()}
     if security is not None:
         kwargs["security"] = security
     try:
