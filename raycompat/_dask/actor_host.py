@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 
 from distributed import Worker
 from distributed.core import Status
 from distributed.worker import _worker_cvar
+
+from raycompat._dask.state_plugin import TOPIC, actor_fields
 
 #: Worker names of actor hosts; everything that counts CPUs or places tasks skips them.
 NAME_PREFIX = "raycompat-actor-"
@@ -64,11 +67,25 @@ async def host_actor(shell_class, key, cls_blob, args_blob, meta, dask_worker=No
     ctx = contextvars.copy_context()
     ctx.run(_worker_cvar.set, dask_worker)  # get_worker()/get_client() in the actor's threads
     loop = asyncio.get_running_loop()
+    _announce(dask_worker, meta, key, "PENDING_CREATION")
     shell = await loop.run_in_executor(None, ctx.run, shell_class, cls_blob, args_blob, dict(meta, hosted=True))
     # The shell first, so that a caller who hears of the key finds the actor here.
     dask_worker.state.actors[key] = shell
     if not await dask_worker.scheduler.raycompat_adopt(key=key, worker=dask_worker.address):
         del dask_worker.state.actors[key]  # every handle went while it was built
+        _announce(dask_worker, meta, key, "DEAD", {"reason": "OUT_OF_SCOPE"})
         return False
     dask_worker.update_data(data={key: shell}, stimulus_id=f"raycompat-host-{key}")
+    if shell.dead is not None:  # its __init__ raised (the calls will say so)
+        _announce(dask_worker, meta, key, "DEAD", {"reason": "CREATION_TASK_FAILED", "error_message": str(shell.dead)})
+    else:
+        _announce(dask_worker, meta, key, "ALIVE")
     return True
+
+
+def _announce(dask_worker, meta, key, state, death=None) -> None:
+    """Tell the scheduler's actor table (``state_plugin.py``) how this actor stands."""
+    msg = {"meta": actor_fields(meta), "state": state, "key": key, "pid": os.getpid()}
+    if death is not None:
+        msg["death"] = death
+    dask_worker.log_event(TOPIC, msg)

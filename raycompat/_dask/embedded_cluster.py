@@ -17,7 +17,7 @@ from distributed.core import Status
 from tornado.ioloop import PeriodicCallback
 
 from raycompat._dask import host_pool, latency, observability, reference_plugin, retries
-from raycompat._dask import spawn_guard, task_events
+from raycompat._dask import spawn_guard, state_plugin, task_events
 from raycompat._dask.actor_host import is_host
 from raycompat._dask import ledger as _ledger
 from raycompat._dask import driver
@@ -95,6 +95,7 @@ def start(num_cpus, num_gpus, resources, include_dashboard, dashboard_host, dash
         observability.install(cluster.scheduler)
         reference_plugin.install(cluster.scheduler)
         task_events.install(cluster.scheduler)
+        state_plugin.install(cluster.scheduler, node_totals={"127.0.0.1": totals})
         host_pool.install(cluster)
         _keep_workers(cluster)
         intervals = latency.StreamIntervalPlugin()

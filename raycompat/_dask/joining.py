@@ -18,7 +18,7 @@ from typing import Any
 import distributed
 
 from raycompat._dask import driver, host_ledger, lifetime, node_loss, observability
-from raycompat._dask import reference_plugin, references, retries, task_events
+from raycompat._dask import reference_plugin, references, retries, state_plugin, task_events
 
 
 def check_join_arguments(num_cpus, num_gpus, resources, ignored: dict) -> None:
@@ -43,18 +43,15 @@ def register_driver(session) -> None:
     """On a cluster we only join, install what the embedded cluster has from its start
     (all idempotent, so the first driver installs and later ones find them): the hosts'
     CPU ledgers on every worker, and on the scheduler per-task ``max_retries``, failing
-    hard-affinity tasks of a lost node, the reference model, the task record of ``ray.timeline()``, the actor page, and the
+    hard-affinity tasks of a lost node, the reference model, the task record of ``ray.timeline()``, the actor page, what
+    the state API lists (``state_plugin.py``), and the
     cleanup after this driver when it leaves (see ``lifetime.py``)."""
     client = session.client
     host_ledger.install(client)
     try:
         client.run_on_scheduler(lifetime.register_driver, client_id=client.id, job=session.job_id)
         session.lifetime_registered = True
-        references.set_plugin_present(client, client.run_on_scheduler(reference_plugin.install_remote))
-        client.run_on_scheduler(task_events.install_remote)
-        client.run_on_scheduler(retries.install_remote)
-        client.run_on_scheduler(node_loss.install_remote)
-        client.run_on_scheduler(observability.install_remote)
+        references.set_plugin_present(client, install_scheduler_plugins(client))
     except Exception as e:  # noqa: BLE001 - e.g. raycompat not importable on the scheduler
         warnings.warn(
             f"raycompat could not install its plugins on the scheduler ({e}): tasks are retried "
@@ -65,6 +62,17 @@ def register_driver(session) -> None:
             UserWarning,
             stacklevel=3,
         )
+
+
+def install_scheduler_plugins(client) -> bool:
+    """Install raycompat's scheduler plugins (idempotent) on ``client``'s scheduler:
+    the first driver to join does, and ``raycompat start`` at once. Returns whether the
+    scheduler has the reference model's plugin."""
+    present = client.run_on_scheduler(reference_plugin.install_remote)
+    for install in (task_events.install_remote, retries.install_remote, node_loss.install_remote,
+                    observability.install_remote, state_plugin.install_remote):
+        client.run_on_scheduler(install)
+    return present
 
 
 def open_client(target: str, security, timeout: float) -> distributed.Client:

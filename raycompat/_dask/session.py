@@ -25,7 +25,8 @@ from typing import Optional
 import dask
 import distributed
 
-from raycompat._dask import driver, embedded_cluster, joining, latency, output, references, restarts
+from raycompat._dask import driver, embedded_cluster, joining, latency, local_clusters, output, references
+from raycompat._dask import restarts
 from raycompat._dask import streaming
 from raycompat._dask import runtime_env as _runtime_env
 from raycompat._dask.lifetime import release_client_remote
@@ -294,7 +295,12 @@ def _configure_logging(level) -> None:
 
 
 def _resolve_address(address):
-    """None -> start embedded; otherwise what to connect to (str address or Dask object)."""
+    """None -> start embedded; otherwise what to connect to (str address or Dask object).
+
+    As Ray: no address means ``RAY_ADDRESS``, else the cluster ``raycompat start`` last
+    started on this machine (Ray's ``/tmp/ray/ray_current_cluster``, here
+    ``local_clusters.current_address``), else a new local cluster; ``"auto"`` the same
+    but never a new cluster. ``DASK_SCHEDULER_ADDRESS`` comes after ``RAY_ADDRESS``."""
     if address is None:
         env = os.environ.get("RAY_ADDRESS")
         if env:
@@ -302,7 +308,9 @@ def _resolve_address(address):
         elif os.environ.get("DASK_SCHEDULER_ADDRESS"):
             address = os.environ["DASK_SCHEDULER_ADDRESS"]
         else:
-            return None
+            address = local_clusters.current_address()
+            if address is None:
+                return None
     if isinstance(address, distributed.Client) or hasattr(address, "scheduler_address"):
         return address
     if not isinstance(address, str):
@@ -314,7 +322,8 @@ def _resolve_address(address):
             os.environ.get("RAY_ADDRESS")
             if os.environ.get("RAY_ADDRESS") not in (None, "", "auto")
             else None
-        ) or os.environ.get("DASK_SCHEDULER_ADDRESS") or dask.config.get("scheduler-address", None)
+        ) or os.environ.get("DASK_SCHEDULER_ADDRESS") or local_clusters.current_address() or dask.config.get(
+            "scheduler-address", None)
         if not found or found == "local":
             raise ConnectionError(
                 "Could not find any running Ray instance. Please specify the one to connect to "

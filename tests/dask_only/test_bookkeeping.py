@@ -79,7 +79,8 @@ def test_a_user_span_is_kept(ray):
 
 def test_timeline_keeps_a_compact_bounded_record(ray):
     """``ray.timeline()`` reads a record of (key, worker, thread, start, stop, status) per
-    task, capped at Ray's 100,000; Dask's full task stream is not started."""
+    task, capped at Ray's 100,000, with what the state API shows of the task (name,
+    function, job, pid, error); Dask's full task stream is not started."""
     from raycompat._dask import task_events
 
     @ray.remote
@@ -100,8 +101,11 @@ def test_timeline_keeps_a_compact_bounded_record(ray):
     assert not dask_stream
     mine = [e for e in events if str(e[0]).startswith("recorded-")]
     assert len(mine) == 5
-    for key, worker, thread, start, stop, status in mine:
+    for key, worker, thread, start, stop, status, about in mine:
         assert worker.startswith("tcp://") and isinstance(thread, int) and stop >= start
+        name, _function, job_id, pid, error = about
+        assert name == "recorded" and job_id == ray.get_runtime_context().get_job_id() and pid > 0
+        assert (error is None) == (status == "OK")
     assert sorted(e[5] for e in mine) == ["OK"] * 4 + ["error"]
 
 

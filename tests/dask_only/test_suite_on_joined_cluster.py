@@ -3,7 +3,7 @@
 ``tests/joined_cluster.py`` starts a ``dask scheduler`` and two ``dask worker``
 processes (one thread each), points ``RAY_ADDRESS`` at it and runs pytest; here on the
 modules whose behaviour depends on the cluster (resources, tasks, actors, objects,
-failures, generators, worker output). ``python tests/joined_cluster.py`` runs all of
+failures, generators, worker output, the state API). ``python tests/joined_cluster.py`` runs all of
 ``tests/`` that way (README, "Tests").
 """
 
@@ -24,6 +24,7 @@ MODULES = [
     "test_generators.py",
     "test_worker_output.py",
     "test_placement_group.py",
+    "test_util_state.py",
 ]
 
 
