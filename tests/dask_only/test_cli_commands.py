@@ -190,7 +190,15 @@ def test_status_list_and_summary_show_the_cluster_and_a_driver(cluster, tmp_path
             driver.wait()
 
 
-def test_stop_stops_every_started_process_by_pid(cluster):
+def test_stop_stops_every_started_process_by_pid(cluster, monkeypatch):
+    from raycompat._dask.session import _resolve_address
+
+    for name in ("RAY_ADDRESS", "DASK_SCHEDULER_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", cluster.tmp)
+    # ray.init() and ray.init("auto") join the recorded cluster while it runs, as Ray's
+    # find the address `ray start` wrote.
+    assert _resolve_address(None) == _resolve_address("auto") == cluster.address
     pids = [r["pid"] for r in local_clusters.records(cluster.tmp)]
     assert len(pids) == 4 and all(local_clusters.alive(r) for r in local_clusters.records(cluster.tmp))
     stop = _cli(cluster.env, "stop")
@@ -201,6 +209,9 @@ def test_stop_stops_every_started_process_by_pid(cluster):
     status = _cli(cluster.env, "status")
     assert status.returncode != 0 and "Could not find any running Ray instance" in status.stderr
     assert "Did not find any active Ray processes." in _cli(cluster.env, "stop").stdout
+    assert _resolve_address(None) is None  # a new local cluster, as Ray's init with none running
+    with pytest.raises(ConnectionError, match="Could not find any running Ray instance"):
+        _resolve_address("auto")
 
 
 def test_start_block_stays_until_signalled_then_stops_its_processes(tmp_path):
@@ -242,3 +253,23 @@ def test_start_refuses_what_ray_start_refuses(tmp_path, capsys):
     assert main(["start", "--head", "--resources", '{"CPU": 2}', *temp]) != 0
     assert "--num-cpus" in capsys.readouterr().err
     assert local_clusters.records(str(tmp_path)) == []
+
+
+def test_stop_leaves_a_reused_pid_alone_and_a_stale_record_is_no_cluster(tmp_path):
+    """A recorded pid the system gave to another process (its start time differs) is not
+    signalled; an address whose processes are all gone is not a running cluster."""
+    temp = str(tmp_path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        rec = local_clusters.record(other.pid, "worker", "tcp://127.0.0.1:1", temp)
+        assert local_clusters.alive(rec)
+        path = tmp_path / f"raycompat-{os.getuid()}" / "started" / f"{other.pid}.json"
+        path.write_text(path.read_text().replace(f'"ticks": {rec["ticks"]}', f'"ticks": {rec["ticks"] + 1}'))
+        local_clusters.write_address("tcp://127.0.0.1:1", temp)
+        assert local_clusters.current_address(temp) is None
+        assert local_clusters.stop(local_clusters.records(temp), grace=1, temp_dir=temp) == (0, 0)
+        assert other.poll() is None  # not ours any more: untouched
+        assert local_clusters.records(temp) == []
+    finally:
+        other.kill()
+        other.wait()
