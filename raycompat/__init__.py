@@ -137,3 +137,13 @@ __all__ = [
     "util",
     "wait",
 ]
+
+
+def __getattr__(name):
+    # ray.data needs pyarrow and pandas: load it on first use, so that `import raycompat`
+    # stays light and works without them.
+    if name == "data":
+        import importlib
+
+        return importlib.import_module("raycompat.data")  # late: optional, heavy (pyarrow)
+    raise AttributeError(f"module 'raycompat' has no attribute {name!r}")

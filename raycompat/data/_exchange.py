@@ -1,0 +1,248 @@
+"""All-to-all operations as a map/reduce exchange of Arrow tables over raycompat tasks.
+
+Ray Data runs ``repartition``, ``random_shuffle``, ``sort`` and ``groupby`` as a shuffle:
+each input block is split by a map task into one piece per output (``num_returns=n``, so
+every piece is its own ObjectRef and Dask moves only the pieces a reducer needs), and
+one reduce task per output concatenates its pieces and finishes the job (sorts, shuffles,
+aggregates a group). No user function ever sees dummy data (no Dask ``meta`` guessing),
+and pieces are plain tables, so no index survives into a batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+import raycompat
+from raycompat.data import _blocks, _ops
+from raycompat.data import _execution as ex
+
+
+def _as_list(refs, n):
+    return [refs] if n == 1 else list(refs)
+
+
+# Map side ------------------------------------------------------------------------------
+def _split_random(table, n, seed):
+    rng = np.random.default_rng(seed)
+    dest = rng.integers(0, n, table.num_rows)
+    parts = [table.filter(pa.array(dest == i)) for i in range(n)]
+    return parts[0] if n == 1 else tuple(parts)
+
+
+def _hash_of(table, keys) -> np.ndarray:
+    import pandas as pd
+
+    df = table.select(keys).to_pandas()
+    return pd.util.hash_pandas_object(df, index=False).to_numpy()
+
+
+def _split_hash(table, keys, n):
+    dest = _hash_of(table, keys) % n if table.num_rows else np.zeros(0, dtype=np.uint64)
+    parts = [table.filter(pa.array(dest == i)) for i in range(n)]
+    return parts[0] if n == 1 else tuple(parts)
+
+
+def _split_range(table, key, boundaries, descending):
+    values = _blocks.column_to_numpy(table.column(key))
+    dest = np.searchsorted(np.asarray(boundaries, dtype=values.dtype if values.dtype != object else object), values, side="right")
+    n = len(boundaries) + 1
+    if descending:
+        dest = n - 1 - dest
+    parts = [table.filter(pa.array(dest == i)) for i in range(n)]
+    return parts[0] if n == 1 else tuple(parts)
+
+
+def _sample(table, key, k):
+    if table.num_rows == 0:
+        return []
+    idx = np.random.default_rng(0).choice(table.num_rows, min(k, table.num_rows), replace=False)
+    return _blocks.column_to_numpy(table.column(key).take(pa.array(idx))).tolist()
+
+
+def _slices(spec, *tables):
+    return _blocks.concat([t.slice(a, b - a) for t, (a, b) in zip(tables, spec)])
+
+
+_split_random_r = raycompat.remote(_split_random)
+_split_hash_r = raycompat.remote(_split_hash)
+_split_range_r = raycompat.remote(_split_range)
+_sample_r = raycompat.remote(_sample)
+
+
+# Reduce side ---------------------------------------------------------------------------
+def _reduce(finish, *parts):
+    return ex._timed(lambda: finish(_blocks.concat(list(parts))))
+
+
+_reduce_r = raycompat.remote(num_returns=2)(_reduce)
+def _slices_block(spec, *tables):
+    return ex._timed(lambda: _slices(spec, *tables))
+
+
+_slices_r = raycompat.remote(num_returns=2)(_slices_block)
+
+
+def _reduce_all(name, finish, pieces_by_output) -> list:
+    out = []
+    for pieces in pieces_by_output:
+        table_ref, meta_ref = _reduce_r.options(name=name).remote(finish, *pieces)
+        out.append(ex.BlockRef(table_ref, meta_ref))
+    return out
+
+
+def _exchange(blocks, n, split_remote, split_args, name, finish) -> list:
+    pieces = [
+        _as_list(split_remote.options(num_returns=n, name=f"{name}Map").remote(b.ref, *split_args(i)), n)
+        for i, b in enumerate(blocks)
+    ]
+    return _reduce_all(f"{name}Reduce", finish, [[p[j] for p in pieces] for j in range(n)])
+
+
+# Operations ------------------------------------------------------------------------------
+def repartition(blocks, n) -> list:
+    """``n`` blocks of (almost) equal row counts, rows in order."""
+    total = sum(b.meta.num_rows for b in blocks)
+    return _cut(blocks, np.linspace(0, total, n + 1).astype(int))
+
+
+def repartition_to(blocks, counts) -> list:
+    """Blocks of exactly ``counts`` rows each, rows in order (``zip`` aligns with it)."""
+    return _cut(blocks, np.concatenate([[0], np.cumsum(counts)]).astype(int))
+
+
+def _cut(blocks, edges) -> list:
+    counts = [b.meta.num_rows for b in blocks]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        refs, spec = [], []
+        for b, s, c in zip(blocks, starts[:-1], counts):
+            a, z = max(lo, s), min(hi, s + c)
+            if z > a:
+                refs.append(b.ref)
+                spec.append((int(a - s), int(z - s)))
+        if not refs and blocks:
+            refs, spec = [blocks[0].ref], [(0, 0)]
+        table_ref, meta_ref = _slices_r.options(name="Repartition").remote(spec, *refs)
+        out.append(ex.BlockRef(table_ref, meta_ref))
+    return out
+
+
+class _Shuffled:
+    def __init__(self, seed):
+        self.seed = seed
+
+    def __call__(self, table):
+        rng = np.random.default_rng(self.seed)
+        return table.take(pa.array(rng.permutation(table.num_rows))) if table.num_rows else table
+
+
+def random_shuffle(blocks, seed=None, n=None) -> list:
+    if not blocks:
+        return []
+    n = n or len(blocks)
+    base = np.random.SeedSequence(seed).generate_state(2 * len(blocks) + n + 1)
+    out = _exchange(blocks, n, _split_random_r, lambda i: (n, int(base[i])), "RandomShuffle", _Shuffled(int(base[-1])))
+    return out
+
+
+class _Sorted:
+    def __init__(self, keys, descending):
+        self.keys, self.descending = keys, descending
+
+    def __call__(self, table):
+        if table.num_rows == 0:
+            return table
+        return table.take(_ops.sort_indices(table, self.keys, self.descending))
+
+
+def sort(blocks, keys, descending) -> list:
+    if not blocks:
+        return []
+    n = len(blocks)
+    key = keys[0]
+    desc0 = descending if isinstance(descending, bool) else descending[0]
+    samples = sorted(v for s in raycompat.get([_sample_r.remote(b.ref, key, 20) for b in blocks]) for v in s if v is not None)
+    if samples and n > 1:
+        idx = np.linspace(0, len(samples), n + 1).astype(int)[1:-1]
+        boundaries = [samples[min(i, len(samples) - 1)] for i in idx]
+    else:
+        boundaries, n = [], 1
+    return _exchange(blocks, n, _split_range_r, lambda i: (key, boundaries, desc0), "Sort", _Sorted(keys, descending))
+
+
+def hash_exchange(blocks, keys, finish, name, n=None) -> list:
+    """Rows with equal ``keys`` meet in one reduce task, which runs ``finish`` on them."""
+    if not blocks:
+        return []
+    n = n or len(blocks)
+    return _exchange(blocks, n, _split_hash_r, lambda i: (keys, n), name, finish)
+
+
+class GroupAggregate:
+    """The reduce step of ``groupby(keys).aggregate(*aggs)``: pyarrow's hash aggregation."""
+
+    def __init__(self, keys, aggs):
+        self.keys, self.aggs = keys, aggs
+
+    def __call__(self, table):
+        specs = [a.arrow_spec() for a in self.aggs]
+        if table.num_columns == 0:
+            return table
+        result = table.group_by(self.keys, use_threads=False).aggregate(
+            [(c, f) if o is None else (c, f, o) for c, f, o in specs]
+        )
+        names = []
+        for c, f, _ in specs:
+            names.append("count_all" if f == "count_all" else f"{c}_{f}")
+        cols = {k: result.column(k) for k in self.keys}
+        for agg, raw in zip(self.aggs, names):
+            cols[agg.name] = result.column(raw)
+        out = pa.table(cols)
+        return out.take(_ops.sort_indices(out, self.keys, False))
+
+
+class MapGroups:
+    """The reduce step of ``groupby(keys).map_groups(fn)``: ``fn`` on each group's batch."""
+
+    def __init__(self, keys, fn, batch_format, fn_args, fn_kwargs):
+        self.keys, self.fn, self.batch_format = keys, fn, batch_format
+        self.fn_args, self.fn_kwargs = fn_args, fn_kwargs
+
+    def __call__(self, table):
+        if table.num_rows == 0:
+            return table
+        table = table.take(_ops.sort_indices(table, self.keys, False))
+        key_cols = [_blocks.column_to_numpy(table.column(k)) for k in self.keys]
+        change = np.zeros(table.num_rows, dtype=bool)
+        change[0] = True
+        for col in key_cols:
+            change[1:] |= col[1:] != col[:-1]
+        starts = list(np.flatnonzero(change)) + [table.num_rows]
+        outs = []
+        for a, b in zip(starts[:-1], starts[1:]):
+            batch = _blocks.to_batch(table.slice(a, b - a), self.batch_format)
+            outs.append(_blocks.batch_to_table(self.fn(batch, *self.fn_args, **self.fn_kwargs)))
+        return _blocks.concat(outs)
+
+
+def _block_states(aggs, table):
+    return [a.block_state(table) for a in aggs]
+
+
+_block_states_r = raycompat.remote(_block_states)
+
+
+def global_aggregate(blocks, aggs) -> dict:
+    states = raycompat.get([_block_states_r.remote(aggs, b.ref) for b in blocks])
+    result = {}
+    for i, agg in enumerate(aggs):
+        state = None
+        first = True
+        for s in states:
+            state = s[i] if first else agg.merge(state, s[i])
+            first = False
+        result[agg.name] = agg.finalize(state) if not first else None
+    return result
+

@@ -1,0 +1,290 @@
+"""The lazy plan of a Dataset and how it runs: one raycompat task per block.
+
+Ray Data turns a Dataset's logical plan into operators that stream blocks through Ray
+tasks and actors. raycompat keeps the plan as a small tree of nodes (``ReadSource``,
+``RefSource``, ``MapStage``, ``Limit``, ``AllToAll``, ``Union``, ``ActorMapStage``) and
+runs it on raycompat's own tasks (``raycompat.remote``, so Dask runs them, under the same
+CPU/GPU ledger as any task): a read and the row/batch operations after it are *one* task
+per block, returning the block (an Arrow table) and its ``BlockMetadata`` as two
+ObjectRefs, so the driver counts rows and learns schemas without fetching data.
+
+Nothing runs until a consumer pulls blocks from ``stream()``; consumers pull through
+``prefetch`` (a window of twice the cluster's CPUs), so ``take``/``limit`` submit only the
+blocks they need plus that window.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import time
+from typing import Iterator, Optional
+
+import pyarrow as pa
+
+import raycompat
+from raycompat.data import _blocks, _ops
+
+
+# Blocks -------------------------------------------------------------------------------
+class BlockRef:
+    """A block's ObjectRef and its metadata (known, or an ObjectRef to it)."""
+
+    __slots__ = ("ref", "_meta")
+
+    def __init__(self, ref, meta):
+        self.ref, self._meta = ref, meta
+
+    @property
+    def meta(self) -> _blocks.BlockMetadata:
+        if not isinstance(self._meta, _blocks.BlockMetadata):
+            self._meta = raycompat.get(self._meta)
+        return self._meta
+
+
+def _timed(fn, *args):
+    start = time.perf_counter()
+    table = fn(*args)
+    return table, _blocks.metadata_of(table, time.perf_counter() - start)
+
+
+def _read_apply(read_task, ops):
+    return _timed(lambda: _ops.apply(ops, read_task()))
+
+
+def _apply(table, ops):
+    return _timed(lambda: _ops.apply(ops, table))
+
+
+_read_apply_remote = raycompat.remote(num_returns=2)(_read_apply)
+_apply_remote = raycompat.remote(num_returns=2)(_apply)
+
+
+def submit_apply(ref_or_read, ops, name, remote_args=None, read=False) -> BlockRef:
+    fn = _read_apply_remote if read else _apply_remote
+    table_ref, meta_ref = fn.options(name=name, **(remote_args or {})).remote(ref_or_read, tuple(ops))
+    return BlockRef(table_ref, meta_ref)
+
+
+def put_block(table: pa.Table) -> BlockRef:
+    return BlockRef(raycompat.put(table), _blocks.metadata_of(table))
+
+
+def cluster_cpus() -> int:
+    return max(1, int(raycompat.cluster_resources().get("CPU", 1)))
+
+
+def prefetch(blocks: Iterator[BlockRef], window: Optional[int] = None) -> Iterator[BlockRef]:
+    """Pull ``window`` blocks ahead of the consumer (their tasks run meanwhile)."""
+    window = window or 2 * cluster_cpus()
+    ahead: collections.deque = collections.deque()
+    for b in blocks:
+        ahead.append(b)
+        if len(ahead) >= window:
+            yield ahead.popleft()
+    while ahead:
+        yield ahead.popleft()
+
+
+# Plan nodes ------------------------------------------------------------------------------
+class Stats:
+    """What each operator ran, for ``Dataset.stats()``."""
+
+    def __init__(self):
+        self.lines: list = []
+
+    def record(self, name: str, blocks: list, started: float):
+        n = len(blocks)
+        self.lines.append(
+            f"Operator {len(self.lines) + 1} {name}: {n} tasks executed, {n} blocks produced "
+            f"in {time.perf_counter() - started:.2f}s"
+        )
+
+
+class Node:
+    name = "Node"
+    inputs: tuple = ()
+
+    def stream(self) -> Iterator[BlockRef]:
+        raise NotImplementedError
+
+    def known_schema(self) -> Optional[pa.Schema]:
+        return None
+
+    def known_num_rows(self) -> Optional[int]:
+        return None
+
+
+class ReadSource(Node):
+    """Blocks read by ``read_tasks`` (picklable callables returning a table)."""
+
+    def __init__(self, name, read_tasks, schema=None, num_rows=None):
+        self.name, self.read_tasks = name, list(read_tasks)
+        self.schema, self.num_rows = schema, num_rows
+
+    def stream(self):
+        for task in self.read_tasks:
+            yield submit_apply(task, (), self.name, read=True)
+
+    def known_schema(self):
+        return self.schema
+
+    def known_num_rows(self):
+        return self.num_rows
+
+
+class RefSource(Node):
+    """Blocks that exist already (materialized, ``from_*``)."""
+
+    name = "Input"
+
+    def __init__(self, blocks):
+        self.blocks = list(blocks)
+
+    def stream(self):
+        return iter(self.blocks)
+
+    def known_schema(self):
+        for b in self.blocks:
+            if b.meta.schema is not None and b.meta.num_rows:
+                return b.meta.schema
+        return self.blocks[0].meta.schema if self.blocks else None
+
+    def known_num_rows(self):
+        return sum(b.meta.num_rows for b in self.blocks)
+
+
+class MapStage(Node):
+    """Row/batch operations fused into one task per block (with the read, if any)."""
+
+    def __init__(self, input: Node, ops: tuple, remote_args: Optional[dict] = None):
+        self.inputs, self.ops, self.remote_args = (input,), tuple(ops), dict(remote_args or {})
+        self.name = "->".join(op.name for op in ops)
+
+    def fused_with(self, op, remote_args) -> "MapStage":
+        return MapStage(self.inputs[0], self.ops + (op,), self.remote_args)
+
+    def stream(self):
+        source = self.inputs[0]
+        if isinstance(source, ReadSource):
+            name = f"{source.name}->{self.name}"
+            for task in source.read_tasks:
+                yield submit_apply(task, self.ops, name, self.remote_args, read=True)
+            return
+        for b in source.stream():
+            yield submit_apply(b.ref, self.ops, self.name, self.remote_args)
+
+    def known_schema(self):
+        if all(isinstance(op, (_ops.SelectColumns, _ops.Slice)) for op in self.ops):
+            schema = self.inputs[0].known_schema()
+            if schema is None:
+                return None
+            for op in self.ops:
+                if isinstance(op, _ops.SelectColumns):
+                    schema = pa.schema([schema.field(c) for c in op.cols if c in schema.names])
+            return schema
+        return None
+
+    def known_num_rows(self):
+        if all(op.keeps_rows for op in self.ops):
+            return self.inputs[0].known_num_rows()
+        return None
+
+
+class Limit(Node):
+    name = "Limit"
+
+    def __init__(self, input: Node, n: int):
+        self.inputs, self.n = (input,), n
+        self.name = f"limit={n}"
+
+    def stream(self):
+        remaining = self.n
+        if remaining <= 0:
+            return
+        for b in prefetch(self.inputs[0].stream()):
+            rows = b.meta.num_rows
+            if rows <= remaining:
+                yield b
+            else:
+                yield submit_apply(b.ref, (_ops.Slice(0, remaining),), "Limit")
+            remaining -= min(rows, remaining)
+            if remaining <= 0:
+                return
+
+    def known_schema(self):
+        return self.inputs[0].known_schema()
+
+    def known_num_rows(self):
+        rows = self.inputs[0].known_num_rows()
+        return None if rows is None else min(rows, self.n)
+
+
+class AllToAll(Node):
+    """An exchange (``repartition``, ``sort``, ``groupby``...): ``fn(blocks) -> blocks``."""
+
+    def __init__(self, input: Node, name: str, fn, keeps_schema=True, keeps_rows=True):
+        self.inputs, self.name, self.fn = (input,), name, fn
+        self.keeps_schema, self.keeps_rows = keeps_schema, keeps_rows
+
+    def stream(self):
+        yield from self.fn(list(self.inputs[0].stream()))
+
+    def known_schema(self):
+        return self.inputs[0].known_schema() if self.keeps_schema else None
+
+    def known_num_rows(self):
+        return self.inputs[0].known_num_rows() if self.keeps_rows else None
+
+
+class Combine(Node):
+    """An operation over several inputs' blocks (``zip``): ``fn(list of block lists)``."""
+
+    def __init__(self, inputs, name, fn):
+        self.inputs, self.name, self.fn = tuple(inputs), name, fn
+
+    def stream(self):
+        yield from self.fn([list(i.stream()) for i in self.inputs])
+
+
+class Union(Node):
+    name = "Union"
+
+    def __init__(self, inputs):
+        self.inputs = tuple(inputs)
+
+    def stream(self):
+        return itertools.chain.from_iterable(i.stream() for i in self.inputs)
+
+    def known_schema(self):
+        return self.inputs[0].known_schema()
+
+    def known_num_rows(self):
+        return None
+
+
+def source_of(node: Node) -> Node:
+    while node.inputs:
+        node = node.inputs[0]
+    return node
+
+
+def plan_lines(node: Node) -> list:
+    """Operator names from the last to the source (Ray's plan repr order)."""
+    names = []
+    while node.inputs and len(node.inputs) == 1:
+        if isinstance(node, MapStage):
+            names.extend(op.name for op in reversed(node.ops))
+        else:
+            names.append(node.name)
+        node = node.inputs[0]
+    return names
+
+
+def execute(node: Node, stats: Optional[Stats] = None) -> list:
+    """Every block of the plan (submitted; they may still be running)."""
+    started = time.perf_counter()
+    blocks = list(node.stream())
+    if stats is not None:
+        stats.record(node.name, blocks, started)
+    return blocks

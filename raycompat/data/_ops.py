@@ -1,0 +1,181 @@
+"""Row and batch operations, each a picklable ``table -> table`` step of a fused block task.
+
+Ray Data fuses consecutive ``map``/``map_batches``/``filter``/``flat_map``/column
+operations into one task per block; a chain of these steps is what one raycompat block
+task runs (``_execution.run_chain``). ``name`` is the operator's name in Ray's plan repr
+(``Map(<lambda>)``, ``MapBatches(fn)``...); ``keeps_rows`` says whether the row count
+survives the step, so ``count()`` can come from metadata.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from raycompat.data import _blocks
+
+
+def _fn_name(fn) -> str:
+    if isinstance(fn, type):
+        return fn.__name__
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+class Op:
+    name = "Op"
+    keeps_rows = False
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+
+class MapRows(Op):
+    keeps_rows = True
+
+    def __init__(self, fn, fn_args=(), fn_kwargs=None):
+        self.fn, self.fn_args, self.fn_kwargs = fn, tuple(fn_args or ()), dict(fn_kwargs or {})
+        self.name = f"Map({_fn_name(fn)})"
+
+    def __call__(self, table):
+        out = [_blocks.check_row(self.fn(r, *self.fn_args, **self.fn_kwargs)) for r in _blocks.rows_of(table)]
+        return _blocks.table_from_rows(out)
+
+
+class FlatMap(Op):
+    def __init__(self, fn, fn_args=(), fn_kwargs=None):
+        self.fn, self.fn_args, self.fn_kwargs = fn, tuple(fn_args or ()), dict(fn_kwargs or {})
+        self.name = f"FlatMap({_fn_name(fn)})"
+
+    def __call__(self, table):
+        out = []
+        for r in _blocks.rows_of(table):
+            for item in self.fn(r, *self.fn_args, **self.fn_kwargs):
+                out.append(_blocks.check_row(item, "flat_map"))
+        return _blocks.table_from_rows(out)
+
+
+class Filter(Op):
+    def __init__(self, fn, fn_args=(), fn_kwargs=None):
+        self.fn, self.fn_args, self.fn_kwargs = fn, tuple(fn_args or ()), dict(fn_kwargs or {})
+        self.name = f"Filter({_fn_name(fn)})"
+
+    def __call__(self, table):
+        keep = [bool(self.fn(r, *self.fn_args, **self.fn_kwargs)) for r in _blocks.rows_of(table)]
+        return table.filter(pa.array(keep, type=pa.bool_())) if keep else table
+
+
+class MapBatches(Op):
+    """``fn`` on batches of ``batch_size`` rows of the block (None: the whole block)."""
+
+    def __init__(self, fn, batch_size=None, batch_format="default", fn_args=(), fn_kwargs=None, name=None):
+        if batch_format not in _blocks.BATCH_FORMATS:
+            raise ValueError(
+                f"The given batch format {batch_format!r} isn't allowed (must be one of "
+                f"{list(_blocks.BATCH_FORMATS)})."
+            )
+        self.fn, self.batch_size, self.batch_format = fn, batch_size, batch_format
+        self.fn_args, self.fn_kwargs = tuple(fn_args or ()), dict(fn_kwargs or {})
+        self.name = name or f"MapBatches({_fn_name(fn)})"
+
+    def __call__(self, table):
+        n = table.num_rows
+        size = n if self.batch_size in (None, "auto") else max(1, int(self.batch_size))
+        outs = []
+        for start in range(0, n, size or 1) if n else ():
+            batch = _blocks.to_batch(table.slice(start, size), self.batch_format)
+            result = self.fn(batch, *self.fn_args, **self.fn_kwargs)
+            if hasattr(result, "__next__") and not isinstance(result, dict):
+                outs.extend(_blocks.batch_to_table(r) for r in result)
+            else:
+                outs.append(_blocks.batch_to_table(result))
+        return _blocks.concat(outs) if outs else table.slice(0, 0)
+
+
+class AddColumn(MapBatches):
+    keeps_rows = True
+
+    def __init__(self, col, fn, batch_format="pandas"):
+        self.col, self.col_fn = col, fn
+        super().__init__(self._add, None, batch_format, name="MapBatches(add_column)")
+
+    def _add(self, batch):
+        values = self.col_fn(batch)
+        if isinstance(batch, pa.Table):
+            return batch.append_column(self.col, values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values))
+        batch[self.col] = values
+        return batch
+
+
+class SelectColumns(Op):
+    keeps_rows = True
+    name = "Project"
+
+    def __init__(self, cols):
+        self.cols = list(cols)
+
+    def __call__(self, table):
+        missing = [c for c in self.cols if c not in table.column_names]
+        if missing:
+            raise KeyError(
+                f"select_columns: column(s) not found in dataset schema: {missing}. "
+                f"Available columns: {table.column_names}"
+            )
+        return table.select(self.cols)
+
+
+class DropColumns(Op):
+    keeps_rows = True
+    name = "Project"
+
+    def __init__(self, cols):
+        self.cols = list(cols)
+
+    def __call__(self, table):
+        return table.drop_columns(self.cols)
+
+
+class RenameColumns(Op):
+    keeps_rows = True
+    name = "Project"
+
+    def __init__(self, mapping):
+        self.mapping = dict(mapping)
+
+    def __call__(self, table):
+        return table.rename_columns([self.mapping.get(c, c) for c in table.column_names])
+
+
+class Slice(Op):
+    """Rows ``[start, stop)`` of the block (limit's last block, splits)."""
+
+    name = "Limit"
+
+    def __init__(self, start, stop):
+        self.start, self.stop = start, stop
+
+    def __call__(self, table):
+        return table.slice(self.start, max(0, self.stop - self.start))
+
+
+class RandomSample(Op):
+    def __init__(self, fraction, seed=None):
+        self.fraction, self.seed = fraction, seed
+        self.name = "RandomSample"
+
+    def __call__(self, table):
+        rng = np.random.default_rng(self.seed)
+        return table.filter(pa.array(rng.random(table.num_rows) < self.fraction))
+
+
+def apply(ops, table: pa.Table) -> pa.Table:
+    for op in ops:
+        table = op(table)
+    return table
+
+
+def sort_indices(table: pa.Table, keys, descending) -> pa.Array:
+    if isinstance(descending, bool):
+        descending = [descending] * len(keys)
+    order = [(k, "descending" if d else "ascending") for k, d in zip(keys, descending)]
+    return pc.sort_indices(table, sort_keys=order)

@@ -1,0 +1,175 @@
+"""Aggregations (Ray's ``ray.data.aggregate``): ``Count``, ``Sum``, ``Min``, ``Max``, ``Mean``, ``Std``.
+
+Ray names each result after the aggregation: ``count()``, ``sum(x)``, ``mean(x)``...
+(``alias_name`` overrides it). Globally each block yields a small partial state in its
+own task and the driver merges them (Std by Chan's parallel variance); per group they
+become one ``pyarrow`` ``group_by().aggregate()`` in each reduce task.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class AggregateFn:
+    """Base of Ray Data's aggregations: ``name`` is the result's column or key."""
+
+    kind = ""
+
+    def __init__(self, on: Optional[str] = None, ignore_nulls: bool = True, alias_name: Optional[str] = None):
+        self.on, self.ignore_nulls = on, ignore_nulls
+        self.name = alias_name or f"{self.kind}({on or ''})"
+
+    # global aggregation: partial per block, merged in the driver
+    def block_state(self, table: pa.Table):
+        raise NotImplementedError
+
+    def merge(self, a, b):
+        raise NotImplementedError
+
+    def finalize(self, state):
+        return state
+
+    # per group: pyarrow's hash aggregation
+    def arrow_spec(self):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(on={self.on!r})"
+
+
+def _col(table, on):
+    return table.column(on)
+
+
+class Count(AggregateFn):
+    kind = "count"
+
+    def __init__(self, on: Optional[str] = None, ignore_nulls: bool = False, alias_name: Optional[str] = None):
+        super().__init__(on, ignore_nulls, alias_name)
+
+    def block_state(self, table):
+        if self.on is None:
+            return table.num_rows
+        return pc.count(_col(table, self.on), mode="only_valid" if self.ignore_nulls else "all").as_py()
+
+    def merge(self, a, b):
+        return a + b
+
+    def arrow_spec(self):
+        if self.on is None:
+            return ([], "count_all", None)
+        return (self.on, "count", pc.CountOptions(mode="only_valid" if self.ignore_nulls else "all"))
+
+
+class _Simple(AggregateFn):
+    fn = ""
+
+    def block_state(self, table):
+        col = _col(table, self.on)
+        if len(col) == col.null_count:
+            return None
+        return getattr(pc, self.fn)(col).as_py()
+
+    def merge(self, a, b):
+        if a is None or b is None:
+            return b if a is None else a
+        return self._merge(a, b)
+
+    def arrow_spec(self):
+        return (self.on, self.fn, None)
+
+
+class Sum(_Simple):
+    kind, fn = "sum", "sum"
+
+    def _merge(self, a, b):
+        return a + b
+
+
+class Min(_Simple):
+    kind, fn = "min", "min"
+
+    def _merge(self, a, b):
+        return min(a, b)
+
+
+class Max(_Simple):
+    kind, fn = "max", "max"
+
+    def _merge(self, a, b):
+        return max(a, b)
+
+
+class Mean(AggregateFn):
+    kind = "mean"
+
+    def block_state(self, table):
+        col = _col(table, self.on)
+        n = len(col) - col.null_count
+        return None if n == 0 else (pc.sum(col).as_py(), n)
+
+    def merge(self, a, b):
+        if a is None or b is None:
+            return b if a is None else a
+        return (a[0] + b[0], a[1] + b[1])
+
+    def finalize(self, state):
+        return None if state is None else state[0] / state[1]
+
+    def arrow_spec(self):
+        return (self.on, "mean", None)
+
+
+class Std(AggregateFn):
+    kind = "std"
+
+    def __init__(self, on: Optional[str] = None, ddof: int = 1, ignore_nulls: bool = True, alias_name: Optional[str] = None):
+        super().__init__(on, ignore_nulls, alias_name)
+        self.ddof = ddof
+
+    def block_state(self, table):
+        col = _col(table, self.on).cast(pa.float64())
+        n = len(col) - col.null_count
+        if n == 0:
+            return None
+        mean = pc.mean(col).as_py()
+        m2 = pc.sum(pc.power(pc.subtract(col, mean), 2)).as_py()
+        return (n, mean, m2)
+
+    def merge(self, a, b):
+        if a is None or b is None:
+            return b if a is None else a
+        n = a[0] + b[0]
+        delta = b[1] - a[1]
+        mean = a[1] + delta * b[0] / n
+        return (n, mean, a[2] + b[2] + delta * delta * a[0] * b[0] / n)
+
+    def finalize(self, state):
+        if state is None or state[0] - self.ddof <= 0:
+            return None if state is None else 0.0
+        return math.sqrt(state[2] / (state[0] - self.ddof))
+
+    def arrow_spec(self):
+        return (self.on, "stddev", pc.VarianceOptions(ddof=self.ddof))
+
+
+class AbsMax(_Simple):
+    kind, fn = "abs_max", "max"
+
+    def block_state(self, table):
+        col = pc.abs(_col(table, self.on))
+        return None if len(col) == col.null_count else pc.max(col).as_py()
+
+    def _merge(self, a, b):
+        return max(a, b)
+
+    def arrow_spec(self):
+        raise NotImplementedError("AbsMax in a groupby")
+
+
+__all__ = ["AbsMax", "AggregateFn", "Count", "Max", "Mean", "Min", "Std", "Sum"]

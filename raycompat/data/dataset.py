@@ -1,0 +1,501 @@
+"""``Dataset`` and ``MaterializedDataset`` (Ray's ``ray.data.dataset``).
+
+A Dataset is an immutable, lazy plan (``_execution`` nodes); each transformation returns
+a new Dataset with one more node, fusing row/batch operations into the previous map
+stage (one task per block, as Ray's operator fusion). Consumers run the plan on raycompat
+tasks; all-to-all operations run as a map/reduce exchange (``_exchange``); callable
+classes in ``map_batches`` run on a pool of raycompat actors (``_actor_pool``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+import pyarrow as pa
+
+import raycompat
+from raycompat.data import _actor_pool, _blocks, _exchange, _ops, _repr
+from raycompat.data import _execution as ex
+from raycompat.data import aggregate as agg_mod
+
+
+class Schema:
+    """A Dataset's schema (Ray's ``ray.data.dataset.Schema``): ``names`` and ``types``."""
+
+    def __init__(self, base_schema: pa.Schema):
+        self.base_schema = base_schema
+
+    @property
+    def names(self) -> List[str]:
+        return list(self.base_schema.names)
+
+    @property
+    def types(self) -> list:
+        return list(self.base_schema.types)
+
+    def __eq__(self, other):
+        return isinstance(other, Schema) and self.base_schema == other.base_schema
+
+    def __repr__(self):
+        width = max([len("Column")] + [len(n) for n in self.names])
+        lines = [f"{'Column':<{width}}  Type", f"{'-' * 6:<{width}}  ----"]
+        lines += [f"{n:<{width}}  {t}" for n, t in zip(self.names, self.types)]
+        return "\n".join(lines)
+
+
+def _remote_args(num_cpus=None, num_gpus=None, memory=None, resources=None, **rest) -> dict:
+    args = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("memory", memory), ("resources", resources)) if v is not None}
+    for key in ("scheduling_strategy", "runtime_env", "max_retries", "retry_exceptions"):
+        if key in rest:
+            args[key] = rest[key]
+    return args
+
+
+class Dataset:
+    """A distributed collection of rows (dicts), lazily built from blocks of Arrow tables."""
+
+    def __init__(self, node: ex.Node, stats: Optional[ex.Stats] = None):
+        self._node = node
+        self._stats = stats or ex.Stats()
+        self._name = None
+
+    # plan building ------------------------------------------------------------------
+    def _with(self, node: ex.Node, cls=None) -> "Dataset":
+        return (cls or Dataset)(node, self._stats)
+
+    def _map(self, op: _ops.Op, remote_args: Optional[dict] = None) -> "Dataset":
+        node = self._node
+        remote_args = remote_args or {}
+        if isinstance(node, ex.MapStage) and node.remote_args == remote_args:
+            return self._with(node.fused_with(op, remote_args))
+        if isinstance(node, _actor_pool.ActorMapStage):
+            return self._with(node.fused_with(op))
+        return self._with(ex.MapStage(node, (op,), remote_args))
+
+    def map(self, fn, *, compute=None, fn_args=None, fn_kwargs=None, fn_constructor_args=None,
+            fn_constructor_kwargs=None, num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
+        """``fn(row) -> row`` on every row (a dict in, a dict out)."""
+        return self._map(_ops.MapRows(fn, fn_args, fn_kwargs), _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
+
+    def flat_map(self, fn, *, compute=None, fn_args=None, fn_kwargs=None, fn_constructor_args=None,
+                 fn_constructor_kwargs=None, num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
+        """``fn(row) -> list of rows`` on every row."""
+        return self._map(_ops.FlatMap(fn, fn_args, fn_kwargs), _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
+
+    def filter(self, fn=None, expr=None, *, compute=None, fn_args=None, fn_kwargs=None, fn_constructor_args=None,
+               fn_constructor_kwargs=None, num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
+        """The rows for which ``fn(row)`` is true."""
+        return self._map(_ops.Filter(fn, fn_args, fn_kwargs), _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
+
+    def map_batches(self, fn, *, batch_size="default", compute=None, batch_format="default", zero_copy_batch=True,
+                    fn_args=None, fn_kwargs=None, fn_constructor_args=None, fn_constructor_kwargs=None,
+                    num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
+        """``fn(batch) -> batch`` on batches of ``batch_size`` rows of each block.
+
+        A function runs in the block's fused task; a callable class runs on a pool of
+        raycompat actors (``concurrency=n`` or ``compute=ActorPoolStrategy(size=n)``),
+        each constructing the class once with ``fn_constructor_args/kwargs``.
+        """
+        if batch_size == "default":
+            batch_size = None
+        remote_args = _remote_args(num_cpus, num_gpus, memory, **ray_remote_args)
+        if isinstance(fn, type):
+            op = _ops.MapBatches(None, batch_size, batch_format, fn_args, fn_kwargs, name=f"MapBatches({fn.__name__})")
+            stage = _actor_pool.ActorMapStage(self._node, fn, fn_constructor_args or (), fn_constructor_kwargs or {},
+                                              (op,), _actor_pool.pool_size(compute, concurrency), remote_args)
+            return self._with(stage)
+        if compute is not None and not isinstance(compute, str):
+            raise ValueError(
+                "``compute`` must specify a callable class when using an ActorPoolStrategy; "
+                f"got a function {fn!r}."
+            )
+        return self._map(_ops.MapBatches(fn, batch_size, batch_format, fn_args, fn_kwargs), remote_args)
+
+    def add_column(self, col: str, fn, *, batch_format="pandas", compute=None, concurrency=None, **ray_remote_args) -> "Dataset":
+        """A new column ``col`` computed by ``fn(batch)`` (a pandas batch by default)."""
+        return self._map(_ops.AddColumn(col, fn, batch_format))
+
+    def select_columns(self, cols, *, compute=None, concurrency=None, **ray_remote_args) -> "Dataset":
+        return self._map(_ops.SelectColumns([cols] if isinstance(cols, str) else cols))
+
+    def drop_columns(self, cols, *, compute=None, concurrency=None, **ray_remote_args) -> "Dataset":
+        cols = [cols] if isinstance(cols, str) else list(cols)
+        schema = self._node.known_schema()
+        if schema is not None:
+            missing = [c for c in cols if c not in schema.names]
+            if missing:
+                raise KeyError(
+                    f"drop_columns: column(s) not found in dataset schema: {missing}. "
+                    f"Available columns: {list(schema.names)}"
+                )
+        return self._map(_ops.DropColumns(cols))
+
+    def rename_columns(self, names, *, concurrency=None, **ray_remote_args) -> "Dataset":
+        if isinstance(names, list):
+            schema = self.schema()
+            names = dict(zip(schema.names, names))
+        return self._map(_ops.RenameColumns(names))
+
+    def random_sample(self, fraction: float, *, seed=None) -> "Dataset":
+        return self._map(_ops.RandomSample(fraction, seed))
+
+    def limit(self, limit: int) -> "Dataset":
+        """The first ``limit`` rows: only the blocks they need are computed."""
+        return self._with(ex.Limit(self._node, limit))
+
+    # all-to-all ------------------------------------------------------------------------
+    def repartition(self, num_blocks: int, *, shuffle: bool = False, keys=None, sort=False, **kwargs) -> "Dataset":
+        if shuffle:
+            return self._with(ex.AllToAll(self._node, "Repartition", lambda bs: _exchange.random_shuffle(bs, None, num_blocks)))
+        return self._with(ex.AllToAll(self._node, "Repartition", lambda bs: _exchange.repartition(bs, num_blocks)))
+
+    def random_shuffle(self, *, seed: Optional[int] = None, num_blocks=None, **ray_remote_args) -> "Dataset":
+        return self._with(ex.AllToAll(self._node, "RandomShuffle", lambda bs: _exchange.random_shuffle(bs, seed, num_blocks)))
+
+    def sort(self, key, descending=False, boundaries=None) -> "Dataset":
+        keys = [key] if isinstance(key, str) else list(key)
+        schema = self._node.known_schema()
+        if schema is not None:
+            for k in keys:
+                if k not in schema.names:
+                    raise ValueError(
+                        f"You specified the column '{k}', but there's no such column in the "
+                        f"dataset. The dataset has columns: {list(schema.names)}"
+                    )
+        return self._with(ex.AllToAll(self._node, "Sort", lambda bs: _exchange.sort(bs, keys, descending)))
+
+    def groupby(self, key, num_partitions=None) -> "GroupedData":
+        # late: grouped_data imports this module for Dataset.
+        from raycompat.data.grouped_data import GroupedData
+
+        return GroupedData(self, key, num_partitions)
+
+    def unique(self, column: str, ignore_nulls: bool = False) -> List[Any]:
+        table = self.select_columns([column]).groupby(column).count()._concat()
+        values = table.column(column).to_pylist()
+        return [v for v in values if not (ignore_nulls and v is None)]
+
+    def union(self, *other: "Dataset") -> "Dataset":
+        return self._with(ex.Union([self._node] + [o._node for o in other]))
+
+    def zip(self, *other: "Dataset") -> "Dataset":
+        """Columns of every dataset side by side (duplicate names get ``_1``, ``_2``...)."""
+        nodes = [self._node] + [o._node for o in other]
+
+        def run(parts):
+            counts = [b.meta.num_rows for b in parts[0]]
+            aligned = [parts[0]] + [_align(p, counts) for p in parts[1:]]
+            return [_zip_blocks([p[i] for p in aligned]) for i in range(len(counts))]
+
+        return self._with(ex.Combine(nodes, "Zip", run))
+
+    # splitting -------------------------------------------------------------------------
+    def _blocks(self) -> List[ex.BlockRef]:
+        return ex.execute(self._node, self._stats)
+
+    def split(self, n: int, *, equal: bool = False, locality_hints=None) -> List["MaterializedDataset"]:
+        if n <= 0:
+            raise ValueError(f"The number of splits {n} is not positive.")
+        blocks = self._blocks()
+        if equal or len(blocks) < n:
+            total = sum(b.meta.num_rows for b in blocks)
+            per = total // n if equal else None
+            edges = [i * per for i in range(n + 1)] if equal else list(np.linspace(0, total, n + 1).astype(int))
+            return self._split_rows(blocks, edges)
+        groups = np.array_split(np.arange(len(blocks)), n)
+        return [MaterializedDataset(ex.RefSource([blocks[i] for i in g]), self._stats) for g in groups]
+
+    def split_at_indices(self, indices: List[int]) -> List["MaterializedDataset"]:
+        if sorted(indices) != list(indices):
+            raise ValueError("indices must be sorted")
+        if indices and indices[0] < 0:
+            raise ValueError("indices must be positive")
+        blocks = self._blocks()
+        total = sum(b.meta.num_rows for b in blocks)
+        edges = [0] + [min(i, total) for i in indices] + [total]
+        return self._split_rows(blocks, edges)
+
+    def _split_rows(self, blocks, edges) -> List["MaterializedDataset"]:
+        out, starts = [], np.concatenate([[0], np.cumsum([b.meta.num_rows for b in blocks])])
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            parts = []
+            for b, s, e in zip(blocks, starts[:-1], starts[1:]):
+                a, z = max(lo, s), min(hi, e)
+                if z > a:
+                    parts.append(b if (a, z) == (s, e) else ex.submit_apply(b.ref, (_ops.Slice(int(a - s), int(z - s)),), "Split"))
+            out.append(MaterializedDataset(ex.RefSource(parts), self._stats))
+        return out
+
+    def train_test_split(self, test_size, *, shuffle: bool = False, seed=None, stratify=None):
+        ds = self.random_shuffle(seed=seed) if shuffle else self
+        if isinstance(test_size, float):
+            if not 0 < test_size < 1:
+                raise ValueError(f"If `test_size` is a float, it must be bigger than 0 and smaller than 1. Got {test_size}.")
+            n = ds.count()
+            return ds.split_at_indices([int(n * (1 - test_size))])
+        n = ds.count()
+        if test_size <= 0 or test_size >= n:
+            raise ValueError(f"If `test_size` is an int, it must be bigger than 0 and smaller than the size of the dataset ({n}). Got {test_size}.")
+        return ds.split_at_indices([n - test_size])
+
+    def streaming_split(self, n: int, *, equal: bool = False, locality_hints=None) -> List["DataIterator"]:
+        # late: iterator imports this module for Dataset.
+        from raycompat.data.iterator import DataIterator
+
+        return [DataIterator(part) for part in self.split(n, equal=equal)]
+
+    # consuming -------------------------------------------------------------------------
+    def iter_internal_ref_bundles(self) -> Iterator[ex.BlockRef]:
+        return ex.prefetch(self._node.stream())
+
+    def _tables(self) -> Iterator[pa.Table]:
+        for b in ex.prefetch(self._node.stream()):
+            yield raycompat.get(b.ref)
+
+    def _concat(self) -> pa.Table:
+        blocks = self._blocks()
+        return _blocks.concat(raycompat.get([b.ref for b in blocks]))
+
+    def iter_batches(self, *, prefetch_batches: int = 1, batch_size: Optional[int] = 256, batch_format: Optional[str] = "default",
+                     drop_last: bool = False, local_shuffle_buffer_size=None, local_shuffle_seed=None, _collate_fn=None) -> Iterator:
+        """Batches of exactly ``batch_size`` rows across block boundaries (the last may be short)."""
+        # late: iterator imports this module for Dataset.
+        from raycompat.data.iterator import batches_of
+
+        return batches_of(self._tables(), batch_size, batch_format, drop_last, local_shuffle_buffer_size, local_shuffle_seed, _collate_fn)
+
+    def iter_rows(self) -> Iterator[Dict[str, Any]]:
+        for table in self._tables():
+            yield from _blocks.rows_of(table)
+
+    def take(self, limit: int = 20) -> List[Dict[str, Any]]:
+        rows = []
+        for table in self.limit(limit)._tables():
+            rows.extend(_blocks.rows_of(table))
+        return rows[:limit]
+
+    def take_all(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
+        rows = []
+        for table in (self if limit is None else self.limit(limit + 1))._tables():
+            rows.extend(_blocks.rows_of(table))
+            if limit is not None and len(rows) > limit:
+                raise ValueError(f"The dataset has more than the given limit of {limit} records.")
+        return rows
+
+    def take_batch(self, batch_size: int = 20, *, batch_format: Optional[str] = "default"):
+        table = _blocks.concat(list(self.limit(batch_size)._tables()))
+        if table.num_rows == 0:
+            raise ValueError("The dataset is empty.")
+        return _blocks.to_batch(table, batch_format)
+
+    def show(self, limit: int = 20) -> None:
+        for row in self.take(limit):
+            print(row)
+
+    def count(self) -> int:
+        """The row count: from metadata alone when the plan keeps it, else from block metadata."""
+        known = self._node.known_num_rows()
+        if known is not None:
+            return known
+        return sum(b.meta.num_rows for b in self._blocks())
+
+    def schema(self, fetch_if_missing: bool = True) -> Optional[Schema]:
+        schema = self._node.known_schema()
+        if schema is None and fetch_if_missing:
+            for b in ex.prefetch(self._node.stream()):
+                if b.meta.schema is not None and b.meta.num_rows:
+                    schema = b.meta.schema
+                    break
+                schema = schema or b.meta.schema
+        if schema is None or (not schema.names and fetch_if_missing is False):
+            return None
+        return Schema(schema)
+
+    def columns(self, fetch_if_missing: bool = True) -> Optional[List[str]]:
+        schema = self.schema(fetch_if_missing)
+        return None if schema is None else schema.names
+
+    def num_blocks(self) -> int:
+        return len(self._blocks())
+
+    def size_bytes(self) -> int:
+        return sum(b.meta.size_bytes or 0 for b in self._blocks())
+
+    def input_files(self) -> List[str]:
+        source = ex.source_of(self._node)
+        return [t.path for t in getattr(source, "read_tasks", []) if hasattr(t, "path")]
+
+    def materialize(self) -> "MaterializedDataset":
+        blocks = self._blocks()
+        raycompat.wait([b.ref for b in blocks], num_returns=len(blocks), fetch_local=False)
+        return MaterializedDataset(ex.RefSource(blocks), self._stats)
+
+    def to_pandas(self, limit: Optional[int] = None):
+        count = self.count()
+        if limit is not None and count > limit:
+            raise ValueError(
+                f"the dataset has more than the given limit of {limit} rows: {count}. If you "
+                "are sure that a DataFrame with {count} rows will fit in local memory, set "
+                "ds.to_pandas(limit=None) to disable limits."
+            )
+        return self._concat().to_pandas()
+
+    def to_arrow_refs(self) -> list:
+        return [b.ref for b in self._blocks()]
+
+    def to_pandas_refs(self) -> list:
+        return [_convert_r.remote(b.ref, "pandas") for b in self._blocks()]
+
+    def to_numpy_refs(self, *, column: Optional[str] = None) -> list:
+        return [_convert_r.remote(b.ref, "numpy", column) for b in self._blocks()]
+
+    def to_dask(self, meta=None, verify_meta: bool = True):
+        """A ``dask.dataframe`` with one partition per block."""
+        # late: dask.dataframe is heavy and only to_dask/from_dask need it.
+        from raycompat._dask import data_bridge
+
+        return data_bridge.to_dask([b.ref for b in self._blocks()], meta)
+
+    def get_internal_block_refs(self) -> list:
+        return [b.ref for b in self._blocks()]
+
+    # aggregations ----------------------------------------------------------------------
+    def aggregate(self, *aggs) -> Dict[str, Any]:
+        return _exchange.global_aggregate(self._blocks(), list(aggs))
+
+    def _column_agg(self, cls, on, ignore_nulls=True, **kw):
+        cols = [on] if isinstance(on, str) else list(on or self.columns())
+        result = self.aggregate(*[cls(c, ignore_nulls=ignore_nulls, **kw) for c in cols])
+        if len(cols) == 1:
+            return next(iter(result.values()))
+        return result
+
+    def sum(self, on=None, ignore_nulls: bool = True):
+        return self._column_agg(agg_mod.Sum, on, ignore_nulls)
+
+    def min(self, on=None, ignore_nulls: bool = True):
+        return self._column_agg(agg_mod.Min, on, ignore_nulls)
+
+    def max(self, on=None, ignore_nulls: bool = True):
+        return self._column_agg(agg_mod.Max, on, ignore_nulls)
+
+    def mean(self, on=None, ignore_nulls: bool = True):
+        return self._column_agg(agg_mod.Mean, on, ignore_nulls)
+
+    def std(self, on=None, ddof: int = 1, ignore_nulls: bool = True):
+        return self._column_agg(agg_mod.Std, on, ignore_nulls, ddof=ddof)
+
+    # writing ---------------------------------------------------------------------------
+    def _write(self, path: str, kind: str, options: dict) -> None:
+        os.makedirs(path, exist_ok=True)
+        prefix = uuid.uuid4().hex
+        refs = [_write_r.options(name=f"Write{kind.upper() if kind != 'parquet' else 'Parquet'}").remote(
+            b.ref, os.path.join(path, f"{prefix}_{i:06d}_000000-0.{kind}"), kind, options)
+            for i, b in enumerate(self._blocks())]
+        raycompat.get(refs)
+
+    def write_parquet(self, path: str, **kwargs) -> None:
+        self._write(path, "parquet", {})
+
+    def write_csv(self, path: str, **kwargs) -> None:
+        self._write(path, "csv", {})
+
+    def write_json(self, path: str, **kwargs) -> None:
+        self._write(path, "json", {})
+
+    # introspection ---------------------------------------------------------------------
+    def stats(self) -> str:
+        return "\n".join(self._stats.lines)
+
+    @property
+    def context(self):
+        # late: context is optional for a Dataset's own work.
+        from raycompat.data.context import DataContext
+
+        return DataContext.get_current()
+
+    @property
+    def name(self) -> Optional[str]:
+        return self._name
+
+    def set_name(self, name: Optional[str]) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return _repr.dataset_repr(self, isinstance(self, MaterializedDataset))
+
+    __str__ = __repr__
+
+    def __len__(self) -> int:
+        raise AttributeError(
+            "Use `ds.count()` to compute the length of a distributed Dataset. "
+            "This may be an expensive operation."
+        )
+
+    def __iter__(self):
+        raise TypeError(
+            "`Dataset` objects aren't iterable. To iterate records, call "
+            "`ds.iter_rows()` or `ds.iter_batches()`. For more information, read "
+            "https://docs.ray.io/en/latest/data/iterating-over-data.html."
+        )
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class MaterializedDataset(Dataset):
+    """A Dataset whose blocks are computed and held in the object store."""
+
+
+# Remote helpers ----------------------------------------------------------------------
+def _convert(table, fmt, column=None):
+    batch = _blocks.to_batch(table, fmt)
+    return batch[column] if column is not None else batch
+
+
+def _write(table, path, kind, options):
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+    elif kind == "csv":
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(table, path)
+    else:
+        import json
+
+        with open(path, "w") as f:
+            for row in _blocks.rows_of(table):
+                f.write(json.dumps({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in row.items()}) + "\n")
+
+
+_convert_r = raycompat.remote(_convert)
+_write_r = raycompat.remote(_write)
+
+
+def _align(blocks, counts) -> List[ex.BlockRef]:
+    return _exchange.repartition_to(blocks, counts)
+
+
+def _zip_tables(*tables):
+    out = tables[0]
+    for t in tables[1:]:
+        for name in t.column_names:
+            new, k = name, 1
+            while new in out.column_names:
+                new, k = f"{name}_{k}", k + 1
+            out = out.append_column(new, t.column(name))
+    return ex._timed(lambda: out)
+
+
+_zip_r = raycompat.remote(num_returns=2)(_zip_tables)
+
+
+def _zip_blocks(blocks) -> ex.BlockRef:
+    t, m = _zip_r.options(name="Zip").remote(*[b.ref for b in blocks])
+    return ex.BlockRef(t, m)
+

@@ -1,0 +1,198 @@
+"""Creating Datasets (Ray's ``ray.data.read_api``): ``range``, ``from_*`` and ``read_*``.
+
+``range``/``range_tensor`` and the file readers are lazy: one read task per block (a
+range slice, a file), run when the Dataset is consumed, fused with the operations after
+it. ``from_items``/``from_pandas``/``from_numpy``/``from_arrow`` put their blocks into the
+object store at once and return a ``MaterializedDataset``, as Ray does. Files are read with
+pyarrow (Parquet, CSV, JSON lines) or plain Python (text, binary).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import List, Optional
+
+import numpy as np
+import pyarrow as pa
+
+from raycompat.data import _blocks
+from raycompat.data import _execution as ex
+from raycompat.data.dataset import Dataset, MaterializedDataset
+
+
+def _num_blocks(n_rows: int, override_num_blocks: Optional[int]) -> int:
+    if override_num_blocks is not None:
+        return max(1, override_num_blocks)
+    return max(1, min(n_rows, 200, 2 * ex.cluster_cpus()))
+
+
+def _bounds(n: int, k: int) -> list:
+    edges = np.linspace(0, n, k + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+class _RangeRead:
+    def __init__(self, start, stop, shape=None):
+        self.start, self.stop, self.shape = start, stop, shape
+
+    def __call__(self):
+        ids = np.arange(self.start, self.stop, dtype=np.int64)
+        if self.shape is None:
+            return pa.table({"id": ids})
+        data = np.ones((len(ids),) + tuple(self.shape), dtype=np.int64) * ids.reshape(
+            (-1,) + (1,) * len(self.shape)
+        )
+        return _blocks.table_from_columns({"data": data})
+
+
+def range(n: int, *, parallelism: int = -1, concurrency=None, override_num_blocks=None) -> Dataset:
+    """Rows ``{"id": i}`` for ``i`` in ``[0, n)`` (int64), read lazily in blocks."""
+    k = _num_blocks(n, override_num_blocks)
+    tasks = [_RangeRead(a, b) for a, b in _bounds(n, k) if b > a] or [_RangeRead(0, 0)]
+    return Dataset(ex.ReadSource("ReadRange", tasks, pa.schema([("id", pa.int64())]), n))
+
+
+def range_tensor(n: int, *, shape=(1,), parallelism: int = -1, concurrency=None, override_num_blocks=None) -> Dataset:
+    """Rows ``{"data": array of shape, all i}`` for ``i`` in ``[0, n)``."""
+    k = _num_blocks(n, override_num_blocks)
+    tasks = [_RangeRead(a, b, tuple(shape)) for a, b in _bounds(n, k) if b > a] or [_RangeRead(0, 0, tuple(shape))]
+    schema = pa.schema([("data", pa.fixed_shape_tensor(pa.int64(), list(shape)))])
+    return Dataset(ex.ReadSource("ReadRange", tasks, schema, n))
+
+
+def _materialized(tables) -> MaterializedDataset:
+    return MaterializedDataset(ex.RefSource([ex.put_block(t) for t in tables]))
+
+
+def from_items(items: list, *, parallelism: int = -1, override_num_blocks=None) -> MaterializedDataset:
+    """Dict items become rows; other items become ``{"item": x}``."""
+    if not isinstance(items, list):
+        raise TypeError(f"Argument `items` must be a list, got {type(items)}.")
+    k = _num_blocks(len(items), override_num_blocks)
+    tables = []
+    for a, b in _bounds(len(items), k):
+        chunk = items[a:b]
+        rows = [it if isinstance(it, dict) else {"item": it} for it in chunk]
+        tables.append(_blocks.table_from_rows(rows))
+    return _materialized(tables or [pa.table({})])
+
+
+def from_pandas(dfs, override_num_blocks=None) -> MaterializedDataset:
+    """One block per DataFrame (its index dropped)."""
+    import pandas as pd
+
+    dfs = [dfs] if isinstance(dfs, pd.DataFrame) else list(dfs)
+    return _materialized([_blocks.table_from_pandas(df.reset_index(drop=True)) for df in dfs])
+
+
+def from_numpy(ndarrays) -> MaterializedDataset:
+    """One block per array, in column ``"data"`` (rows of n-d arrays are tensors)."""
+    arrays = [ndarrays] if isinstance(ndarrays, np.ndarray) else list(ndarrays)
+    return _materialized([_blocks.table_from_columns({"data": a}) for a in arrays])
+
+
+def from_arrow(tables) -> MaterializedDataset:
+    tables = [tables] if isinstance(tables, (pa.Table, bytes)) else list(tables)
+    return _materialized(tables)
+
+
+def from_dask(df) -> MaterializedDataset:
+    """A ``dask.dataframe`` as a Dataset: one block per partition (computed now)."""
+    # late: dask.dataframe is heavy and only this and to_dask need it.
+    from raycompat._dask import data_bridge
+
+    return _materialized(data_bridge.partitions_as_tables(df))
+
+
+# Files ---------------------------------------------------------------------------------
+def _expand(paths, suffixes=None) -> List[str]:
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    files = []
+    for p in map(os.fspath, paths):
+        if os.path.isdir(p):
+            for root, _, names in os.walk(p):
+                for name in sorted(names):
+                    if not name.startswith((".", "_")):
+                        files.append(os.path.join(root, name))
+        elif any(ch in p for ch in "*?["):
+            files.extend(sorted(glob.glob(p)))
+        elif os.path.exists(p):
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"No such file or directory: '{p}'")
+    if suffixes:
+        files = [f for f in files if f.endswith(tuple(suffixes))] or files
+    return sorted(files)
+
+
+class _FileRead:
+    def __init__(self, path, kind, include_paths=False, options=None):
+        self.path, self.kind, self.include_paths, self.options = path, kind, include_paths, options or {}
+
+    def __call__(self):
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(self.path, **self.options)
+        elif self.kind == "csv":
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(self.path, **self.options)
+        elif self.kind == "json":
+            import pyarrow.json as pjson
+
+            table = pjson.read_json(self.path, **self.options)
+        elif self.kind == "text":
+            with open(self.path, encoding=self.options.get("encoding", "utf-8")) as f:
+                lines = f.read().splitlines()
+            if self.options.get("drop_empty_lines", True):
+                lines = [ln for ln in lines if ln.strip()]
+            table = pa.table({"text": pa.array(lines, type=pa.string())})
+        else:
+            with open(self.path, "rb") as f:
+                table = pa.table({"bytes": pa.array([f.read()], type=pa.binary())})
+        if self.include_paths:
+            table = table.append_column("path", pa.array([self.path] * table.num_rows, type=pa.string()))
+        return table
+
+
+def _read(name, paths, kind, include_paths=False, suffixes=None, **options) -> Dataset:
+    files = _expand(paths, suffixes)
+    tasks = [_FileRead(f, kind, include_paths, options) for f in files]
+    return Dataset(ex.ReadSource(name, tasks))
+
+
+def read_parquet(paths, *, columns=None, include_paths=False, **kwargs) -> Dataset:
+    opts = {"columns": columns} if columns is not None else {}
+    return _read("ReadParquet", paths, "parquet", include_paths, (".parquet",), **opts)
+
+
+def read_csv(paths, *, include_paths=False, **arrow_csv_args) -> Dataset:
+    return _read("ReadCSV", paths, "csv", include_paths, (".csv",), **_arrow_opts(arrow_csv_args))
+
+
+def read_json(paths, *, include_paths=False, lines=None, **arrow_json_args) -> Dataset:
+    """JSON lines files (one object per line)."""
+    return _read("ReadJSON", paths, "json", include_paths, (".json", ".jsonl"), **_arrow_opts(arrow_json_args))
+
+
+def _arrow_opts(kw: dict) -> dict:
+    allowed = {"read_options", "parse_options", "convert_options"}
+    return {k: v for k, v in kw.items() if k in allowed}
+
+
+def read_text(paths, *, encoding: str = "utf-8", drop_empty_lines: bool = True, include_paths=False, **kwargs) -> Dataset:
+    """One row per line, column ``"text"``."""
+    return _read("ReadText", paths, "text", include_paths, None, encoding=encoding, drop_empty_lines=drop_empty_lines)
+
+
+def read_binary_files(paths, *, include_paths: bool = False, **kwargs) -> Dataset:
+    """One row per file, column ``"bytes"`` (and ``"path"`` with ``include_paths``)."""
+    return _read("ReadBinary", paths, "binary", include_paths)
+
+
+__all__ = [
+    "from_arrow", "from_dask", "from_items", "from_numpy", "from_pandas", "range",
+    "range_tensor", "read_binary_files", "read_csv", "read_json", "read_parquet", "read_text",
+]
