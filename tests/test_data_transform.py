@@ -1,0 +1,220 @@
+"""ray.data transformations: row and batch maps, columns, all-to-all ops, splits, actor pools
+(pinned on Ray 2.60; Ray does not keep row order across blocks by default, so tests sort)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pd = pytest.importorskip("pandas")
+pa = pytest.importorskip("pyarrow")
+
+
+def _ids(rows, key="id"):
+    return sorted(r[key] for r in rows)
+
+
+def test_map_flat_map_filter(ray):
+    ds = ray.data.range(5)
+    assert sorted(ds.map(lambda r: {"id": r["id"], "sq": r["id"] ** 2}).take_all(), key=lambda r: r["id"]) == [
+        {"id": i, "sq": i * i} for i in range(5)
+    ]
+    assert _ids(ray.data.range(2).flat_map(lambda r: [r, r]).take_all()) == [0, 0, 1, 1]
+    assert _ids(ds.filter(lambda r: r["id"] % 2 == 0).take_all()) == [0, 2, 4]
+
+
+def test_map_batches_formats(ray):
+    """Ray: the default batch format is a dict of numpy arrays; pandas and pyarrow too."""
+    ds = ray.data.range(6, override_num_blocks=2)
+
+    def double(batch):
+        assert isinstance(batch["id"], np.ndarray)
+        return {"id": batch["id"] * 2}
+
+    assert _ids(ds.map_batches(double).take_all()) == [0, 2, 4, 6, 8, 10]
+
+    def pandas_fn(df):
+        assert isinstance(df, pd.DataFrame)
+        return df.assign(x=df["id"] + 1)
+
+    assert _ids(ds.map_batches(pandas_fn, batch_format="pandas").take_all(), "x") == [1, 2, 3, 4, 5, 6]
+
+    def arrow_fn(t):
+        assert isinstance(t, pa.Table)
+        return t
+
+    assert ds.map_batches(arrow_fn, batch_format="pyarrow").count() == 6
+
+
+def test_map_batches_batch_size_within_a_block(ray):
+    """Ray: batch_size=None is the whole block; batch_size=3 on 5-row blocks gives 3, 2, 3, 2."""
+    ds = ray.data.range(10, override_num_blocks=2)
+    sizes = lambda b: {"n": np.array([len(b["id"])])}  # noqa: E731
+    assert sorted(r["n"] for r in ds.map_batches(sizes, batch_size=None).take_all()) == [5, 5]
+    assert sorted(r["n"] for r in ds.map_batches(sizes, batch_size=3).take_all()) == [2, 2, 3, 3]
+
+
+def test_map_batches_fn_args(ray):
+    def add(batch, a, b=0):
+        return {"id": batch["id"] + a + b}
+
+    ds = ray.data.range(3).map_batches(add, fn_args=(10,), fn_kwargs={"b": 100})
+    assert _ids(ds.take_all()) == [110, 111, 112]
+
+
+def test_map_batches_bad_output(ray):
+    """Ray: returning a list raises a ValueError (as RayTaskError(ValueError)) saying how to fix it."""
+    with pytest.raises(ValueError, match="Returning a list of objects from `map_batches` is not allowed"):
+        ray.data.range(3).map_batches(lambda b: [1]).take_all()
+
+
+def test_map_bad_output(ray):
+    """Ray: map returning a non-dict raises ValueError: "Standalone Python objects are not allowed"."""
+    with pytest.raises(ValueError, match="Standalone Python objects are not allowed in Ray >= 2.5"):
+        ray.data.range(3).map(lambda r: 1).take_all()
+
+
+def test_user_error_reaches_the_driver(ray):
+    def boom(row):
+        raise KeyError("boom")
+
+    with pytest.raises(Exception, match="boom"):
+        ray.data.range(3).map(boom).take_all()
+
+
+def test_columns(ray):
+    """Ray: select/drop/rename columns; add_column's fn gets a pandas batch by default."""
+    ds = ray.data.from_items([{"a": 1, "b": 2, "c": 3}])
+    assert ds.select_columns(["a", "c"]).take_all() == [{"a": 1, "c": 3}]
+    assert ds.drop_columns(["b"]).take_all() == [{"a": 1, "c": 3}]
+    assert ds.rename_columns({"a": "x"}).take_all() == [{"x": 1, "b": 2, "c": 3}]
+    assert ray.data.range(3).add_column("d", lambda df: df["id"] * 2).take_all() == [
+        {"id": 0, "d": 0}, {"id": 1, "d": 2}, {"id": 2, "d": 4}
+    ]
+
+
+def test_drop_missing_column(ray):
+    """Ray: KeyError naming the missing columns and the available ones, when called."""
+    with pytest.raises(KeyError, match=r"drop_columns: column\(s\) not found in dataset schema: \['x'\]. Available columns: \['id'\]"):
+        ray.data.range(3).drop_columns(["x"]).take_all()
+
+
+def test_limit_union_zip(ray):
+    assert ray.data.range(10).limit(3).count() == 3
+    assert _ids(ray.data.range(2).union(ray.data.range(2)).take_all()) == [0, 0, 1, 1]
+    zipped = ray.data.range(3).zip(ray.data.range(3).map(lambda r: {"id": r["id"] * 10}))
+    assert sorted(zipped.take_all(), key=lambda r: r["id"]) == [
+        {"id": 0, "id_1": 0}, {"id": 1, "id_1": 10}, {"id": 2, "id_1": 20}
+    ], "Ray names a duplicate column id_1"
+
+
+def test_sort(ray):
+    ds = ray.data.from_items([{"v": v} for v in [5, 3, 9, 1, 7, 2]]).repartition(3)
+    assert [r["v"] for r in ds.sort("v").take_all()] == [1, 2, 3, 5, 7, 9]
+    assert [r["v"] for r in ds.sort("v", descending=True).take_all()] == [9, 7, 5, 3, 2, 1]
+    assert [r["id"] for r in ray.data.range(20, override_num_blocks=4).sort("id", descending=True).take(3)] == [19, 18, 17]
+
+
+def test_random_shuffle_and_repartition(ray):
+    ds = ray.data.range(40, override_num_blocks=4)
+    assert _ids(ds.random_shuffle(seed=1).take_all()) == list(range(40))
+    assert ds.repartition(3).materialize().num_blocks() == 3
+    assert _ids(ds.repartition(3).take_all()) == list(range(40))
+
+
+def test_groupby_aggregations(ray):
+    """Ray names the results "count()", "sum(v)", "mean(v)", "std(v)", "min(v)", "max(v)"."""
+    ds = ray.data.from_items([{"k": i % 2, "v": i} for i in range(6)])
+    by_k = lambda rows: sorted(rows, key=lambda r: r["k"])  # noqa: E731
+    assert by_k(ds.groupby("k").count().take_all()) == [{"k": 0, "count()": 3}, {"k": 1, "count()": 3}]
+    assert by_k(ds.groupby("k").sum("v").take_all()) == [{"k": 0, "sum(v)": 6}, {"k": 1, "sum(v)": 9}]
+    assert by_k(ds.groupby("k").mean("v").take_all()) == [{"k": 0, "mean(v)": 2.0}, {"k": 1, "mean(v)": 3.0}]
+    assert by_k(ds.groupby("k").std("v").take_all()) == [{"k": 0, "std(v)": 2.0}, {"k": 1, "std(v)": 2.0}]
+    assert by_k(ds.groupby("k").min("v").take_all()) == [{"k": 0, "min(v)": 0}, {"k": 1, "min(v)": 1}]
+    assert by_k(ds.groupby("k").max(["v"]).take_all()) == [{"k": 0, "max(v)": 4}, {"k": 1, "max(v)": 5}]
+
+
+def test_groupby_map_groups(ray):
+    ds = ray.data.from_items([{"k": i % 3, "v": i} for i in range(9)])
+    out = ds.groupby("k").map_groups(lambda b: {"k": b["k"][:1], "total": np.array([b["v"].sum()])})
+    assert sorted(out.take_all(), key=lambda r: r["k"]) == [
+        {"k": 0, "total": 9}, {"k": 1, "total": 12}, {"k": 2, "total": 15}
+    ]
+
+
+def test_unique(ray):
+    assert sorted(ray.data.from_items([{"k": i % 3} for i in range(6)]).unique("k")) == [0, 1, 2]
+    assert sorted(ray.data.from_items(["a", "b", "a"]).unique("item")) == ["a", "b"]
+
+
+def test_split_and_train_test_split(ray):
+    """Ray: split(3) of 5 blocks gives 4, 4, 2 rows of 10; train_test_split(0.3) gives 7 and 3."""
+    ds = ray.data.range(10, override_num_blocks=5)
+    parts = ds.split(3)
+    assert [p.count() for p in parts] == [4, 4, 2]
+    assert all(type(p).__name__ == "MaterializedDataset" for p in parts)
+    train, test = ds.train_test_split(0.3)
+    assert (train.count(), test.count()) == (7, 3)
+    assert _ids(train.take_all()) == list(range(7))
+    train, test = ds.train_test_split(test_size=3, shuffle=True, seed=1)
+    assert (train.count(), test.count()) == (7, 3)
+    assert [p.count() for p in ds.split(4, equal=True)] == [2, 2, 2, 2]
+
+
+def test_streaming_split(ray):
+    """Ray: each consumer iterates its share; Ray needs them consumed concurrently (threads)."""
+    import threading
+
+    its = ray.data.range(8, override_num_blocks=4).streaming_split(2, equal=True)
+    seen = [[], []]
+
+    def consume(i):
+        for b in its[i].iter_batches(batch_size=None):
+            seen[i].extend(b["id"].tolist())
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(seen[0] + seen[1]) == list(range(8))
+    assert len(seen[0]) == len(seen[1]) == 4
+
+
+class AddConstant:
+    def __init__(self, constant):
+        self.constant = constant
+
+    def __call__(self, batch):
+        return {"id": batch["id"] + self.constant}
+
+
+def test_callable_class_on_an_actor_pool(ray):
+    """Ray: a callable class runs on a pool of actors (concurrency=n or ActorPoolStrategy),
+    built with fn_constructor_args/kwargs; maps after it fuse into the same stage."""
+    ds = ray.data.range(8, override_num_blocks=4)
+    out = ds.map_batches(AddConstant, fn_constructor_args=(100,), concurrency=2).map(lambda r: {"id": r["id"] + 1})
+    assert _ids(out.take_all()) == [101 + i for i in range(8)]
+    out = ds.map_batches(AddConstant, fn_constructor_kwargs={"constant": 5}, compute=ray.data.ActorPoolStrategy(size=1))
+    assert _ids(out.take_all()) == [5 + i for i in range(8)]
+
+
+def test_callable_class_is_constructed_once_per_actor(ray):
+    """Each actor builds the class once and keeps it across the blocks it processes."""
+
+    class Counter:
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, batch):
+            self.calls += 1
+            return {"calls": np.full(len(batch["id"]), self.calls)}
+
+    out = ray.data.range(6, override_num_blocks=6).map_batches(Counter, concurrency=1, batch_size=None).take_all()
+    assert sorted(r["calls"] for r in out) == [1, 2, 3, 4, 5, 6]
+
+
+def test_function_with_compute_actor_pool_is_refused(ray):
+    """Ray refuses an ActorPoolStrategy for a plain function (a ValueError)."""
+    with pytest.raises(ValueError):
+        ray.data.range(3).map_batches(lambda b: b, compute=ray.data.ActorPoolStrategy(size=1)).take_all()
