@@ -36,8 +36,27 @@ SURFACE = {
         "WorkerCrashedError"
     ],
     ".util": [
-        "ActorPool", "as_completed", "get_node_ip_address", "inspect_serializability",
-        "list_named_actors", "map_unordered"
+        "ActorPool", "as_completed", "get_current_placement_group", "get_node_ip_address",
+        "get_placement_group", "inspect_serializability", "list_named_actors", "map_unordered",
+        "placement_group", "placement_group_table", "remove_placement_group"
+    ],
+    ".util.placement_group": [
+        "PlacementGroup", "check_placement_group_index", "get_current_placement_group",
+        "get_placement_group", "placement_group", "placement_group_table",
+        "remove_placement_group", "validate_placement_group"
+    ],
+    ".util.state": [
+        "get_actor", "get_node", "get_task", "list_actors", "list_nodes", "list_tasks",
+        "summarize_actors", "summarize_tasks"
+    ],
+    ".experimental.tqdm_ray": [
+        "RAY_TQDM_MAGIC", "instance", "safe_print", "tqdm"
+    ],
+    ".runtime_env": [
+        "RuntimeEnv", "RuntimeEnvConfig"
+    ],
+    ".cloudpickle": [
+        "dumps", "loads"
     ],
     ".util.queue": [
         "Empty", "Full", "Queue"

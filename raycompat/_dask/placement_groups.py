@@ -310,6 +310,12 @@ def resolve(client, options: dict, what: str) -> Optional[tuple]:
     return (group.id.hex(), index, bool(capture))
 
 
+def bad_bundle_index(index: int, count: int) -> ValueError:
+    return ValueError(
+        f"placement group bundle index {index} is invalid. Valid placement group indexes: 0-{count}"
+    )
+
+
 def check_request(client, group: tuple, request: dict, what: str, actor_creation: bool = False) -> None:
     """Ray's ``ValueError``s for a bundle index out of range or a request no bundle fits."""
     rec = record(client, group[0]) or {}
@@ -317,10 +323,7 @@ def check_request(client, group: tuple, request: dict, what: str, actor_creation
     group_specs = [dict(bundles[i]) for i in sorted(bundles, key=int)]
     index = group[1]
     if index >= len(group_specs) or index < -1:
-        raise ValueError(
-            f"placement group bundle index {index} is invalid. Valid placement group "
-            f"indexes: 0-{len(group_specs)}"
-        )
+        raise bad_bundle_index(index, len(group_specs))
     specs = group_specs if index == -1 else [group_specs[index]]
     if any(_fits(request, b) for b in specs):
         return

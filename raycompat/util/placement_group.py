@@ -109,6 +109,16 @@ class PlacementGroup:
         return hash(self.id)
 
 
+def check_placement_group_index(placement_group: PlacementGroup, bundle_index: int) -> None:
+    """Ray's ``ValueError`` for a bundle index the group does not have."""
+    assert placement_group is not None
+    if placement_group.id.is_nil():
+        if bundle_index != -1:
+            raise ValueError("If placement group is not set, the value of bundle index must be -1.")
+    elif bundle_index >= placement_group.bundle_count or bundle_index < -1:
+        raise _groups.bad_bundle_index(bundle_index, placement_group.bundle_count)
+
+
 def _validate_bundles(bundles) -> None:
     if not isinstance(bundles, list):
         raise ValueError(f"Placement group bundles must be a list, got {type(bundles)}.")
