@@ -74,12 +74,25 @@ def test_map_bad_output(ray):
         ray.data.range(3).map(lambda r: 1).take_all()
 
 
-def test_user_error_reaches_the_driver(ray):
+def test_user_error_is_a_user_code_exception(ray):
+    """Ray: an exception in a UDF surfaces as RayTaskError(UserCodeException) "UDF failed to
+    process a data block.", caused by the user's exception (not an instance of it)."""
+
     def boom(row):
         raise KeyError("boom")
 
-    with pytest.raises(Exception, match="boom"):
-        ray.data.range(3).map(boom).take_all()
+    for ds in (ray.data.range(3).map(boom), ray.data.range(3).map_batches(boom), ray.data.range(3).filter(boom)):
+        with pytest.raises(ray.exceptions.UserCodeException, match="UDF failed to process a data block.") as info:
+            ds.take_all()
+        assert isinstance(info.value, ray.exceptions.RayTaskError)
+        assert not isinstance(info.value, KeyError)
+        assert "boom" in str(info.value)
+
+
+def test_select_missing_column(ray):
+    """Ray: selecting a missing column fails when run, as a UserCodeException."""
+    with pytest.raises(ray.exceptions.UserCodeException):
+        ray.data.range(3).select_columns(["x"]).take_all()
 
 
 def test_columns(ray):

@@ -223,7 +223,7 @@ class MapGroups:
         outs = []
         for a, b in zip(starts[:-1], starts[1:]):
             batch = _blocks.to_batch(table.slice(a, b - a), self.batch_format)
-            outs.append(_blocks.batch_to_table(self.fn(batch, *self.fn_args, **self.fn_kwargs)))
+            outs.append(_blocks.batch_to_table(_ops.call_udf(self.fn, batch, *self.fn_args, **self.fn_kwargs)))
         return _blocks.concat(outs)
 
 

@@ -14,6 +14,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raycompat.data import _blocks
+from raycompat.exceptions import UserCodeException
+
+
+def call_udf(fn, *args, **kwargs):
+    """``fn(*args)``; its exception surfaces as Ray Data's, a ``UserCodeException`` caused by it."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:
+        raise UserCodeException("UDF failed to process a data block.") from e
+
+
+def _udf_items(iterable):
+    """Items of a user generator, its errors wrapped as ``call_udf`` wraps them."""
+    it = iter(iterable)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except Exception as e:
+            raise UserCodeException("UDF failed to process a data block.") from e
+        yield item
 
 
 def _fn_name(fn) -> str:
@@ -38,7 +60,7 @@ class MapRows(Op):
         self.name = f"Map({_fn_name(fn)})"
 
     def __call__(self, table):
-        out = [_blocks.check_row(self.fn(r, *self.fn_args, **self.fn_kwargs)) for r in _blocks.rows_of(table)]
+        out = [_blocks.check_row(call_udf(self.fn, r, *self.fn_args, **self.fn_kwargs)) for r in _blocks.rows_of(table)]
         return _blocks.table_from_rows(out)
 
 
@@ -50,7 +72,7 @@ class FlatMap(Op):
     def __call__(self, table):
         out = []
         for r in _blocks.rows_of(table):
-            for item in self.fn(r, *self.fn_args, **self.fn_kwargs):
+            for item in _udf_items(call_udf(self.fn, r, *self.fn_args, **self.fn_kwargs)):
                 out.append(_blocks.check_row(item, "flat_map"))
         return _blocks.table_from_rows(out)
 
@@ -61,7 +83,7 @@ class Filter(Op):
         self.name = f"Filter({_fn_name(fn)})"
 
     def __call__(self, table):
-        keep = [bool(self.fn(r, *self.fn_args, **self.fn_kwargs)) for r in _blocks.rows_of(table)]
+        keep = [bool(call_udf(self.fn, r, *self.fn_args, **self.fn_kwargs)) for r in _blocks.rows_of(table)]
         return table.filter(pa.array(keep, type=pa.bool_())) if keep else table
 
 
@@ -84,9 +106,9 @@ class MapBatches(Op):
         outs = []
         for start in range(0, n, size or 1) if n else ():
             batch = _blocks.to_batch(table.slice(start, size), self.batch_format)
-            result = self.fn(batch, *self.fn_args, **self.fn_kwargs)
+            result = call_udf(self.fn, batch, *self.fn_args, **self.fn_kwargs)
             if hasattr(result, "__next__") and not isinstance(result, dict):
-                outs.extend(_blocks.batch_to_table(r) for r in result)
+                outs.extend(_blocks.batch_to_table(r) for r in _udf_items(result))
             else:
                 outs.append(_blocks.batch_to_table(result))
         return _blocks.concat(outs) if outs else table.slice(0, 0)
@@ -115,13 +137,7 @@ class SelectColumns(Op):
         self.cols = list(cols)
 
     def __call__(self, table):
-        missing = [c for c in self.cols if c not in table.column_names]
-        if missing:
-            raise KeyError(
-                f"select_columns: column(s) not found in dataset schema: {missing}. "
-                f"Available columns: {table.column_names}"
-            )
-        return table.select(self.cols)
+        return call_udf(table.select, self.cols)
 
 
 class DropColumns(Op):
