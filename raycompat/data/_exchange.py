@@ -10,6 +10,8 @@ and pieces are plain tables, so no index survives into a batch.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 
@@ -178,6 +180,11 @@ def hash_exchange(blocks, keys, finish, name, n=None) -> list:
         return []
     n = n or len(blocks)
     return _exchange(blocks, n, _split_hash_r, lambda i: (keys, n), name, finish)
+
+
+# Blocks unpickled from out-of-band buffers need not be 64-byte aligned; Acero (pyarrow's
+# group_by) copes but prints a warning per call unless told to ignore it.
+os.environ.setdefault("ACERO_ALIGNMENT_HANDLING", "ignore")
 
 
 class GroupAggregate:
