@@ -238,3 +238,34 @@ def test_actor_pool_strategy_repr(ray):
         "max_concurrent_calls_per_actor=None, num_workers=0, enable_true_multi_threading=False, "
         "ready_to_total_workers_ratio=0.8)"
     )
+
+
+DATA_NAMES = [
+    "ActorPoolStrategy", "DataContext", "DataIterator", "Dataset", "Schema", "from_arrow",
+    "from_dask", "from_items", "from_numpy", "from_pandas", "range", "range_tensor",
+    "read_binary_files", "read_csv", "read_json", "read_parquet", "read_text",
+]
+
+
+def test_public_names(ray):
+    """Ray 2.60's ray.data.__all__ holds these, and the aggregate module is reachable; the
+    classes live at Ray's module paths (GroupedData and MaterializedDataset only there)."""
+    from importlib import import_module
+
+    data = ray.data
+    assert set(DATA_NAMES) <= set(data.__all__)
+    assert all(hasattr(data, n) for n in DATA_NAMES + ["aggregate"])
+    assert import_module(ray.__name__ + ".data.dataset").Dataset is data.Dataset
+    assert import_module(ray.__name__ + ".data.grouped_data").GroupedData.__name__ == "GroupedData"
+    assert import_module(ray.__name__ + ".data.dataset").MaterializedDataset.__name__ == "MaterializedDataset"
+    assert import_module(ray.__name__ + ".data.context").DataContext is data.DataContext
+    agg = import_module(ray.__name__ + ".data.aggregate")
+    assert all(hasattr(agg, n) for n in ["AbsMax", "AggregateFn", "Count", "Max", "Mean", "Min", "Std", "Sum"])
+
+
+def test_schema_of_a_plan_runs_it(ray):
+    """Ray: schema() of a plan without a known schema runs it and reports the output's."""
+    ds = ray.data.range(3).map(lambda r: {"a": float(r["id"]), "b": str(r["id"])})
+    assert ds.schema().names == ["a", "b"]
+    assert [str(t) for t in ds.schema().types] == ["double", "string"]
+    assert ds.columns() == ["a", "b"]

@@ -26,8 +26,8 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from raycompat.data import aggregate
 from raycompat.data._actor_pool import ActorPoolStrategy
 from raycompat.data.context import DataContext
-from raycompat.data.dataset import Dataset, MaterializedDataset, Schema
-from raycompat.data.grouped_data import GroupedData
+from raycompat.data import grouped_data  # noqa: F401 - Ray's ray.data.grouped_data
+from raycompat.data.dataset import Dataset, Schema
 from raycompat.data.iterator import DataIterator
 from raycompat.data.read_api import (
     from_arrow,
@@ -51,10 +51,7 @@ __all__ = [
     "DataContext",
     "DataIterator",
     "Dataset",
-    "GroupedData",
-    "MaterializedDataset",
     "Schema",
-    "aggregate",
     "from_arrow",
     "from_dask",
     "from_items",
