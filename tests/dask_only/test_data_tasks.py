@@ -1,0 +1,41 @@
+"""raycompat.data on Dask: what the scheduler runs for a Dataset.
+
+Consecutive row/batch operations fuse with the read into one raycompat task per block (Ray's
+operator fusion), visible in ``ray.timeline()`` as one task per block whose key carries
+Ray's fused operator name; an all-to-all op adds one map task per input block and one
+reduce task per output block, and nothing else.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pyarrow")
+
+
+def _task_keys(ray, since):
+    return [e["args"]["key"] for e in ray.timeline() if e.get("cat") == "task" and e["ts"] >= since]
+
+
+def _now_us(ray):
+    events = ray.timeline()
+    return max((e["ts"] + e.get("dur", 0) for e in events), default=0)
+
+
+def test_row_and_batch_ops_fuse_into_one_task_per_block(ray):
+    since = _now_us(ray)
+    ds = ray.data.range(8, override_num_blocks=4).map(lambda r: r).filter(lambda r: True).map_batches(lambda b: b)
+    assert ds.materialize().count() == 8
+    keys = _task_keys(ray, since)
+    fused = "ReadRange->Map(<lambda>)->Filter(<lambda>)->MapBatches(<lambda>)-"
+    assert sum(k.startswith(fused) for k in keys) == 4, keys
+    assert len(keys) == 4, keys
+
+
+def test_a_sort_is_one_map_and_one_reduce_task_per_block(ray):
+    ds = ray.data.range(40, override_num_blocks=4).materialize()
+    since = _now_us(ray)
+    assert ds.sort("id", descending=True).take(1) == [{"id": 39}]
+    keys = _task_keys(ray, since)
+    assert sum(k.startswith("SortMap-") for k in keys) == 4, keys
+    assert sum(k.startswith("SortReduce-") for k in keys) == 4, keys
