@@ -54,6 +54,14 @@ def test_map_batches_batch_size_within_a_block(ray):
     assert sorted(r["n"] for r in ds.map_batches(sizes, batch_size=3).take_all()) == [2, 2, 3, 3]
 
 
+def test_map_batches_bundles_small_blocks(ray):
+    """Ray: with batch_size=4 over ten 1-row blocks the function sees batches of 4, 4 and 2."""
+    sizes = lambda b: {"n": np.array([len(b["id"])])}  # noqa: E731
+    assert sorted(r["n"] for r in ray.data.range(10, override_num_blocks=10).map_batches(sizes, batch_size=4).take_all()) == [2, 4, 4]
+    items = ray.data.from_items([{"id": i} for i in range(10)], override_num_blocks=10)
+    assert sorted(r["n"] for r in items.map_batches(sizes, batch_size=4).take_all()) == [2, 4, 4]
+
+
 def test_map_batches_fn_args(ray):
     def add(batch, a, b=0):
         return {"id": batch["id"] + a + b}

@@ -56,8 +56,23 @@ def _apply(table, ops):
     return _timed(lambda: _ops.apply(ops, table))
 
 
+def _apply_many(ops, *tables):
+    return _timed(lambda: _ops.apply(ops, _blocks.concat(list(tables))))
+
+
+class ReadMany:
+    """Several read tasks as one (bundled up to a ``map_batches`` batch size)."""
+
+    def __init__(self, tasks):
+        self.tasks = list(tasks)
+
+    def __call__(self):
+        return _blocks.concat([t() for t in self.tasks])
+
+
 _read_apply_remote = raycompat.remote(num_returns=2)(_read_apply)
 _apply_remote = raycompat.remote(num_returns=2)(_apply)
+_apply_many_remote = raycompat.remote(num_returns=2)(_apply_many)
 
 
 def submit_apply(ref_or_read, ops, name, remote_args=None, read=False) -> BlockRef:
@@ -164,15 +179,43 @@ class MapStage(Node):
     def fused_with(self, op, remote_args) -> "MapStage":
         return MapStage(self.inputs[0], self.ops + (op,), self.remote_args)
 
+    def _bundle_rows(self) -> Optional[int]:
+        """Ray bundles blocks smaller than the first ``map_batches``' batch size until
+        they hold a batch, so the function sees full batches across small blocks."""
+        first = self.ops[0]
+        if isinstance(first, _ops.MapBatches) and isinstance(first.batch_size, int):
+            return first.batch_size
+        return None
+
     def stream(self):
-        source = self.inputs[0]
+        source, bundle = self.inputs[0], self._bundle_rows()
         if isinstance(source, ReadSource):
             name = f"{source.name}->{self.name}"
-            for task in source.read_tasks:
+            tasks = source.read_tasks
+            if bundle and all(getattr(t, "num_rows", None) is not None for t in tasks):
+                tasks = [ReadMany(g) if len(g) > 1 else g[0] for g in _groups(tasks, [t.num_rows for t in tasks], bundle)]
+            for task in tasks:
                 yield submit_apply(task, self.ops, name, self.remote_args, read=True)
             return
-        for b in source.stream():
-            yield submit_apply(b.ref, self.ops, self.name, self.remote_args)
+        if bundle is None:
+            for b in source.stream():
+                yield submit_apply(b.ref, self.ops, self.name, self.remote_args)
+            return
+        pending, rows = [], 0
+        for b in prefetch(source.stream()):
+            pending.append(b)
+            rows += b.meta.num_rows
+            if rows >= bundle:
+                yield self._submit_bundle(pending)
+                pending, rows = [], 0
+        if pending:
+            yield self._submit_bundle(pending)
+
+    def _submit_bundle(self, blocks) -> BlockRef:
+        if len(blocks) == 1:
+            return submit_apply(blocks[0].ref, self.ops, self.name, self.remote_args)
+        t, m = _apply_many_remote.options(name=self.name, **self.remote_args).remote(self.ops, *[b.ref for b in blocks])
+        return BlockRef(t, m)
 
     def known_schema(self):
         if all(isinstance(op, (_ops.SelectColumns, _ops.Slice)) for op in self.ops):
@@ -261,6 +304,20 @@ class Union(Node):
 
     def known_num_rows(self):
         return None
+
+
+def _groups(items, sizes, target) -> list:
+    """Consecutive items grouped until each group's sizes reach ``target``."""
+    groups, current, total = [], [], 0
+    for item, size in zip(items, sizes):
+        current.append(item)
+        total += size
+        if total >= target:
+            groups.append(current)
+            current, total = [], 0
+    if current:
+        groups.append(current)
+    return groups
 
 
 def source_of(node: Node) -> Node:

@@ -35,6 +35,7 @@ def _bounds(n: int, k: int) -> list:
 class _RangeRead:
     def __init__(self, start, stop, shape=None):
         self.start, self.stop, self.shape = start, stop, shape
+        self.num_rows = stop - start
 
     def __call__(self):
         ids = np.arange(self.start, self.stop, dtype=np.int64)

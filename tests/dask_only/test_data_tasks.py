@@ -35,7 +35,7 @@ def test_row_and_batch_ops_fuse_into_one_task_per_block(ray):
 def test_a_sort_is_one_map_and_one_reduce_task_per_block(ray):
     ds = ray.data.range(40, override_num_blocks=4).materialize()
     since = _now_us(ray)
-    assert ds.sort("id", descending=True).take(1) == [{"id": 39}]
+    assert ds.sort("id", descending=True).materialize().take(1) == [{"id": 39}]
     keys = _task_keys(ray, since)
     assert sum(k.startswith("SortMap-") for k in keys) == 4, keys
     assert sum(k.startswith("SortReduce-") for k in keys) == 4, keys
