@@ -239,3 +239,34 @@ def test_function_with_compute_actor_pool_is_refused(ray):
     """Ray refuses an ActorPoolStrategy for a plain function (a ValueError)."""
     with pytest.raises(ValueError):
         ray.data.range(3).map_batches(lambda b: b, compute=ray.data.ActorPoolStrategy(size=1)).take_all()
+
+
+def test_groupby_several_keys_and_aggregate_fns(ray):
+    """Ray: groupby(list of keys).aggregate(Count(), Sum("v")) keeps every key column."""
+    from importlib import import_module
+
+    agg = import_module(ray.__name__ + ".data.aggregate")
+    ds = ray.data.from_items([{"a": i % 2, "b": i % 3, "v": i} for i in range(12)])
+    rows = sorted(ds.groupby(["a", "b"]).aggregate(agg.Count(), agg.Sum("v")).take_all(), key=lambda r: (r["a"], r["b"]))
+    assert len(rows) == 6
+    assert rows[0] == {"a": 0, "b": 0, "count()": 2, "sum(v)": 6}
+    assert sum(r["count()"] for r in rows) == 12
+
+
+def test_sort_by_string_and_several_keys(ray):
+    ds = ray.data.from_items([{"s": s, "n": n} for s, n in [("b", 2), ("a", 9), ("b", 1), ("c", 0), ("a", 3)]])
+    assert [(r["s"], r["n"]) for r in ds.sort(["s", "n"]).take_all()] == [("a", 3), ("a", 9), ("b", 1), ("b", 2), ("c", 0)]
+
+
+def test_ops_after_limit_and_union(ray):
+    ds = ray.data.range(100, override_num_blocks=10).limit(15).map(lambda r: {"id": r["id"] * 2})
+    assert _ids(ds.take_all()) == [2 * i for i in range(15)]
+    both = ray.data.range(3).union(ray.data.from_items([{"id": 7}]))
+    assert _ids(both.take_all()) == [0, 1, 2, 7]
+    assert both.count() == 4
+
+
+def test_iter_batches_default_batch_size(ray):
+    """Ray: iter_batches' batch_size defaults to 256."""
+    batches = list(ray.data.range(600).iter_batches())
+    assert [len(b["id"]) for b in batches] == [256, 256, 88]
