@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from conftest import wait_until
+from conftest import ON_RAY, wait_until
 
 
 @pytest.fixture
@@ -218,3 +218,26 @@ def test_bad_arguments_raise_rays_errors(ray, pg_api):
     empty_cpu = pg_api([{"memory": 1000}])
     with pytest.raises(ValueError, match="the actor requires 1 CPU for creation"):
         A.options(scheduling_strategy=_strategy(ray, empty_cpu)).remote()
+
+
+@pytest.mark.differs_from_ray
+def test_task_of_a_group_removed_before_it_ran(ray, pg_api):
+    """Ray 2.60 (checked): a task waiting for a group that is removed before it was ever
+    placed, or submitted to a removed group, never runs and its ``get`` never returns.
+    raycompat raises Ray's ``TaskPlacementGroupRemoved`` instead (a ``get`` that can
+    never complete is an error here)."""
+    @ray.remote
+    def f():
+        return 1
+
+    pg = pg_api([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD")  # never placed here
+    waiting = f.options(scheduling_strategy=_strategy(ray, pg)).remote()
+    ray.util.remove_placement_group(pg)
+    late = f.options(scheduling_strategy=_strategy(ray, pg)).remote()
+    for ref in (waiting, late):
+        if ON_RAY:
+            with pytest.raises(ray.exceptions.GetTimeoutError):
+                ray.get(ref, timeout=2)
+        else:
+            with pytest.raises(ray.exceptions.TaskPlacementGroupRemoved):
+                ray.get(ref, timeout=60)

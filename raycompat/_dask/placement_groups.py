@@ -47,6 +47,7 @@ from raycompat import exceptions as rex
 from raycompat._dask import context as _context
 from raycompat._dask import driver as _driver
 from raycompat._dask import placement as _placement
+from raycompat._dask import quiet_errors
 from raycompat._dask.ledger import Ledger, process_ledger
 from raycompat._dask.serialization import Sealed
 from raycompat.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -159,12 +160,9 @@ def create(client, pg_id: str, bundles: list, strategy: str, name: str, lifetime
             UserWarning,
             stacklevel=4,
         )
-        # A key no worker can run: the ready ref stays pending, and scheduler-side it is
-        # one task in "no-worker", not a thread.
-        ready = client.submit(
-            _never, key=f"placement_group_ready-{pg_id}", pure=False,
-            resources={"raycompat-infeasible-placement-group": 1},
-        )
+        # Its ready ref stays pending until the group is removed (then it raises, and so
+        # do the tasks waiting for it).
+        ready = client.submit(_ready_when_removed, pg_id, key=f"placement_group_ready-{pg_id}", pure=False)
     else:
         reservations = []
         for host in sorted(set(hosts)):
@@ -178,16 +176,36 @@ def create(client, pg_id: str, bundles: list, strategy: str, name: str, lifetime
         _ready_futures[pg_id] = ready
 
 
-def _never():
-    return None
+def _ready_when_removed(pg_id: str):
+    """An unplaceable group's ready task: waits, seceded, until the group is removed."""
+    from distributed import get_client, secede
+
+    quiet_errors.install()
+    secede()
+    client = get_client()
+    while client.get_metadata([METADATA, pg_id, "state"], None) not in ("REMOVED", None):
+        time.sleep(1.0)
+    raise _removed_error()
+
+
+def _removed_error() -> Exception:
+    return rex.TaskPlacementGroupRemoved("The placement group corresponding to this task has been removed.")
+
+
+def _raise_removed():
+    quiet_errors.install()
+    raise _removed_error()
 
 
 def ready_future(client, pg_id: str):
     """The future of the group's ready task (this process's, or the creator's key)."""
     with _lock:
         fut = _ready_futures.get(pg_id)
+        removed = (_records.get(pg_id) or {}).get("state") == "REMOVED"
     if fut is not None:
         return fut
+    if removed:  # its tasks fail at once, as Ray fails them
+        return client.submit(_raise_removed, key=f"placement_group_removed-{uuid.uuid4().hex}", pure=False)
     # late: refs imports the API layer's ObjectRef machinery only on this rare path
     from raycompat._dask.refs import rebind
 
@@ -398,8 +416,9 @@ def _ready(group, pg_id, *reservations):
     """The group's ``ready()`` value, once every host has reserved its bundles."""
     from distributed import get_client
 
+    quiet_errors.install()
     if any(r is None for r in reservations):
-        raise rex.TaskPlacementGroupRemoved("The placement group corresponding to this task has been removed.")
+        raise _removed_error()
     client = get_client()
     if client.get_metadata([METADATA, pg_id, "state"], None) == "PENDING":
         client.set_metadata([METADATA, pg_id, "state"], "CREATED")
@@ -470,7 +489,7 @@ def take(pg_id: str, indices: tuple, request: dict, give_up) -> Optional[Ledger]
     delay = 0.0005
     while True:
         if os.path.exists(removed):
-            raise rex.TaskPlacementGroupRemoved("The placement group corresponding to this task has been removed.")
+            raise _removed_error()
         for index in indices:
             ledger = _bundle_ledger(pg_id, index)
             if ledger is not None and (not request or ledger.acquire(request, give_up=lambda: True)):

@@ -27,6 +27,7 @@ from raycompat._dask import context as _context
 from raycompat._dask import interrupts
 from raycompat._dask import placement as _placement
 from raycompat._dask import placement_groups as _placement_groups
+from raycompat._dask import quiet_errors
 from raycompat._dask import references
 from raycompat._dask import retries
 from raycompat._dask import runtime_env as _runtime_env
@@ -78,6 +79,7 @@ def _split_args(args, kwargs):
 
 
 def _raise_unschedulable(msg):
+    quiet_errors.install()
     raise rex.TaskUnschedulableError(msg)
 
 
@@ -125,6 +127,8 @@ def submit(fn_blob: FunctionBlob, name: str, options: dict, args, kwargs):
     if group is not None:
         _placement_groups.check_request(client, group, request, name)
         strategy = _placement_groups.placement_for(client, group[0], group[1])
+        # Runs once the group is made: until then it waits on the scheduler, not a worker.
+        deps.append(_placement_groups.ready_future(client, group[0]))
         group = (group[0], _placement_groups.candidate_bundles(client, group[0], group[1]), group[2])
     else:
         strategy = _placement.strategy(client, options, request.get("CPU", 0.0))

@@ -15,14 +15,13 @@ wrapper then does what Ray's worker does around user code:
 from __future__ import annotations
 
 import inspect
-import logging
 import pickle
 import traceback
 from typing import Any
 
 from raycompat import exceptions as rex
 from raycompat._dask import context as _context
-from raycompat._dask import interrupts, output, process_env, references, retries
+from raycompat._dask import interrupts, output, process_env, quiet_errors, references, retries
 from raycompat._dask import runtime_env_apply as _runtime_env
 from raycompat._dask.ledger import process_ledger
 from raycompat._dask import placement_groups as _placement_groups
@@ -80,27 +79,6 @@ class TaskSpec:
     def __setstate__(self, state):
         for k, v in zip(self.__slots__, state):
             setattr(self, k, v)
-
-
-class _CompatFilter(logging.Filter):
-    """Drop distributed's per-task "Compute Failed" ERROR for our tasks: Ray prints
-    nothing when a task raises; the error reaches the caller's ``get``."""
-
-    def filter(self, record):
-        return "run_task" not in str(getattr(record, "msg", "")) and "run_task" not in str(
-            record.args
-        )
-
-
-_filter_installed = False
-
-
-def _install_log_filter():
-    global _filter_installed
-    if not _filter_installed:
-        _filter_installed = True
-        logging.getLogger("distributed.worker").addFilter(_CompatFilter())
-        logging.getLogger("distributed.worker.state_machine").addFilter(_CompatFilter())
 
 
 def _load_function(spec: TaskSpec, deps: list):
@@ -226,7 +204,7 @@ def run_task(spec: TaskSpec, *deps):
 def _run_task(spec: TaskSpec, deps):
     from distributed import get_client, get_worker, secede
 
-    _install_log_filter()
+    quiet_errors.install()
     spec.function_name = inflate(spec.function_name)  # "__main__.f" travels deflated
     key = get_worker().get_current_task()
     deps = list(deps)
@@ -250,9 +228,9 @@ def _run_task(spec: TaskSpec, deps):
         if ctx.cancelled:  # ray.cancel reached this worker before the task
             raise rex.TaskCancelledError(key)
         if spec.placement_group is not None:
+            # The group exists (its ready key is a dependency): wait for room in a bundle
+            # as any task waits for its host's ledger.
             ctx.placement_group = (spec.placement_group[0], spec.placement_group[2])
-            secede()  # it may wait for the group: no thread held meanwhile
-            ctx.seceded = True
             ledger = ctx.ledger = _placement_groups.take(
                 spec.placement_group[0], spec.placement_group[1], spec.request or {}, give_up=lambda: ctx.cancelled
             )

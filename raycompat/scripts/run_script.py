@@ -15,7 +15,6 @@ import argparse
 import os
 import runpy
 import sys
-import traceback
 
 from raycompat._private import ray_alias
 
