@@ -269,3 +269,38 @@ def test_schema_of_a_plan_runs_it(ray):
     assert ds.schema().names == ["a", "b"]
     assert [str(t) for t in ds.schema().types] == ["double", "string"]
     assert ds.columns() == ["a", "b"]
+
+
+def test_empty_datasets(ray):
+    """Ray: range(0) and from_items([]) know no schema; their reprs say so."""
+    assert ray.data.range(0).schema() is None
+    assert repr(ray.data.range(0)) == "Dataset(num_rows=0, schema=Unknown schema)"
+    assert repr(ray.data.from_items([])) == "MaterializedDataset(num_rows=0, schema=Unknown schema)"
+    assert ray.data.from_items([]).take_all() == []
+    assert ray.data.range(0).mean("id") is None
+
+
+def test_bad_batch_format(ray):
+    """Ray's ValueError lists the formats it takes."""
+    msg = r"The given batch format bogus isn't allowed \(must be one of \['pandas', 'pyarrow', 'numpy', 'cudf', None\]\)."
+    with pytest.raises(ValueError, match=msg):
+        ray.data.range(3).map_batches(lambda b: b, batch_format="bogus").take_all()
+    with pytest.raises(ValueError, match=msg):
+        list(ray.data.range(3).iter_batches(batch_format="bogus"))
+
+
+def test_argument_errors(ray):
+    """Ray's ValueErrors for bad splits, to_pandas limits and missing groupby keys."""
+    ds = ray.data.range(3)
+    with pytest.raises(ValueError, match="^The number of splits 0 is not positive.$"):
+        ds.split(0)
+    with pytest.raises(ValueError, match=r"If `test_size` is a float, it must be bigger than 0 and smaller than 1. Got 1.5."):
+        ds.train_test_split(1.5)
+    with pytest.raises(ValueError, match=r"If `test_size` is an int, it must be bigger than 0 and smaller than the size of the dataset \(3\). Got 3."):
+        ds.train_test_split(3)
+    with pytest.raises(ValueError, match="the dataset has more than the given limit of 2 rows: 3."):
+        ds.to_pandas(limit=2)
+    with pytest.raises(ValueError, match=r"You specified the column 'x', but there's no such column in the dataset. The dataset has columns: \['id'\]"):
+        ds.groupby("x").count().take_all()
+    with pytest.raises(ValueError, match="as your UDF with the compute ActorPoolStrategy"):
+        ds.map_batches(lambda b: b, compute=ray.data.ActorPoolStrategy(size=1)).take_all()

@@ -19,6 +19,14 @@ import pyarrow as pa
 BATCH_FORMATS = ("default", "numpy", "pandas", "pyarrow")
 
 
+def check_batch_format(batch_format) -> None:
+    if batch_format not in BATCH_FORMATS and batch_format is not None:
+        raise ValueError(
+            f"The given batch format {batch_format} isn't allowed (must be one of "
+            "['pandas', 'pyarrow', 'numpy', 'cudf', None])."
+        )
+
+
 @dataclasses.dataclass
 class BlockMetadata:
     """What the driver knows of a block without fetching it (Ray's ``BlockMetadata``)."""
@@ -86,11 +94,8 @@ def to_batch(table: pa.Table, batch_format: Optional[str]):
     if batch_format == "pandas":
         df = table.to_pandas()
         return df.reset_index(drop=True)
-    if batch_format in ("pyarrow", None):
-        return table
-    raise ValueError(
-        f"The given batch format {batch_format!r} isn't allowed (must be one of {list(BATCH_FORMATS)})."
-    )
+    check_batch_format(batch_format)
+    return table
 
 
 def batch_to_table(batch: Any) -> pa.Table:

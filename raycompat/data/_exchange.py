@@ -93,6 +93,19 @@ def _reduce_all(name, finish, pieces_by_output) -> list:
     return out
 
 
+def check_columns(blocks, keys) -> None:
+    """Ray's error for a sort or groupby key the data does not have (raised in the driver)."""
+    schema = next((b.meta.schema for b in blocks if b.meta.num_rows), None)
+    if schema is None:
+        return
+    for k in keys:
+        if k not in schema.names:
+            raise ValueError(
+                f"You specified the column '{k}', but there's no such column in the dataset. "
+                f"The dataset has columns: {list(schema.names)}"
+            )
+
+
 def _exchange(blocks, n, split_remote, split_args, name, finish) -> list:
     pieces = [
         _as_list(split_remote.options(num_returns=n, name=f"{name}Map").remote(b.ref, *split_args(i)), n)
@@ -162,6 +175,7 @@ class _Sorted:
 def sort(blocks, keys, descending) -> list:
     if not blocks:
         return []
+    check_columns(blocks, keys)
     n = len(blocks)
     key = keys[0]
     desc0 = descending if isinstance(descending, bool) else descending[0]
@@ -178,6 +192,7 @@ def hash_exchange(blocks, keys, finish, name, n=None) -> list:
     """Rows with equal ``keys`` meet in one reduce task, which runs ``finish`` on them."""
     if not blocks:
         return []
+    check_columns(blocks, keys)
     n = n or len(blocks)
     return _exchange(blocks, n, _split_hash_r, lambda i: (keys, n), name, finish)
 

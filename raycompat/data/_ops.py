@@ -91,11 +91,7 @@ class MapBatches(Op):
     """``fn`` on batches of ``batch_size`` rows of the block (None: the whole block)."""
 
     def __init__(self, fn, batch_size=None, batch_format="default", fn_args=(), fn_kwargs=None, name=None):
-        if batch_format not in _blocks.BATCH_FORMATS:
-            raise ValueError(
-                f"The given batch format {batch_format!r} isn't allowed (must be one of "
-                f"{list(_blocks.BATCH_FORMATS)})."
-            )
+        _blocks.check_batch_format(batch_format)
         self.fn, self.batch_size, self.batch_format = fn, batch_size, batch_format
         self.fn_args, self.fn_kwargs = tuple(fn_args or ()), dict(fn_kwargs or {})
         self.name = name or f"MapBatches({_fn_name(fn)})"

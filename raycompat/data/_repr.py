@@ -94,17 +94,20 @@ def _table(schema, num_rows, name, materialized, head, tail) -> str:
     return "\n".join(parts + [shape, "\n".join(lines), summary])
 
 
-def _summary(ds) -> str:
+def _summary(ds, materialized: bool) -> str:
     names = ex.plan_lines(ds._node)
     source = ex.source_of(ds._node)
     schema = source.known_schema()
     count = source.known_num_rows()
-    if schema is None:
+    if schema is None or not schema.names:
         schema_str = "Unknown schema"
     else:
         schema_str = "{" + ", ".join(f"{n}: {t}" for n, t in zip(schema.names, schema.types)) + "}"
     name = f"name={ds.name}, " if ds.name is not None else ""
-    text = f"Dataset({name}num_rows={count if count is not None else '?'}, schema={schema_str})"
+    blocks = len(source.blocks) if materialized and isinstance(source, ex.RefSource) else 0
+    blocks_str = f"num_blocks={blocks}, " if blocks else ""
+    text = (f"{type(ds).__name__}({name}{blocks_str}num_rows={count if count is not None else '?'}, "
+            f"schema={schema_str})")
     out = ""
     for depth, op in enumerate(names):
         out += (op if depth == 0 else " " * ((depth - 1) * 3) + "+- " + op) + "\n"
@@ -118,7 +121,7 @@ def _summary(ds) -> str:
 def dataset_repr(ds, materialized: bool) -> str:
     schema = ds._node.known_schema()
     if schema is None or not schema.names:
-        return _summary(ds)
+        return _summary(ds, materialized)
     num_rows = ds._node.known_num_rows()
     head, tail = _preview_rows(ds, num_rows) if materialized else ([], [])
     return _table(schema, num_rows, ds.name, materialized, head, tail)

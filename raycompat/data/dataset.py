@@ -107,10 +107,12 @@ class Dataset:
             stage = _actor_pool.ActorMapStage(self._node, fn, fn_constructor_args or (), fn_constructor_kwargs or {},
                                               (op,), _actor_pool.pool_size(compute, concurrency), remote_args)
             return self._with(stage)
-        if compute is not None and not isinstance(compute, str):
+        if isinstance(compute, _actor_pool.ActorPoolStrategy) or compute == "actors":
             raise ValueError(
-                "``compute`` must specify a callable class when using an ActorPoolStrategy; "
-                f"got a function {fn!r}."
+                f"You specified the function {fn} as your UDF with the compute {compute}, but "
+                "Ray Data can't schedule regular functions with the actor pool strategy. To fix "
+                "this error, pass a TaskPoolStrategy to compute or None to use the default "
+                "compute strategy."
             )
         return self._map(_ops.MapBatches(fn, batch_size, batch_format, fn_args, fn_kwargs), remote_args)
 
@@ -157,14 +159,6 @@ class Dataset:
 
     def sort(self, key, descending=False, boundaries=None) -> "Dataset":
         keys = [key] if isinstance(key, str) else list(key)
-        schema = self._node.known_schema()
-        if schema is not None:
-            for k in keys:
-                if k not in schema.names:
-                    raise ValueError(
-                        f"You specified the column '{k}', but there's no such column in the "
-                        f"dataset. The dataset has columns: {list(schema.names)}"
-                    )
         return self._with(ex.AllToAll(self._node, "Sort", lambda bs: _exchange.sort(bs, keys, descending)))
 
     def groupby(self, key, num_partitions=None) -> "GroupedData":
@@ -338,7 +332,7 @@ class Dataset:
         if limit is not None and count > limit:
             raise ValueError(
                 f"the dataset has more than the given limit of {limit} rows: {count}. If you "
-                "are sure that a DataFrame with {count} rows will fit in local memory, set "
+                f"are sure that a DataFrame with {count} rows will fit in local memory, set "
                 "ds.to_pandas(limit=None) to disable limits."
             )
         return self._concat().to_pandas()

@@ -18,10 +18,7 @@ from raycompat.data import _blocks
 
 def batches_of(tables: Iterator[pa.Table], batch_size: Optional[int], batch_format, drop_last=False,
                shuffle_buffer=None, shuffle_seed=None, collate_fn=None) -> Iterator:
-    if batch_format not in _blocks.BATCH_FORMATS and batch_format is not None:
-        raise ValueError(
-            f"The given batch format {batch_format!r} isn't allowed (must be one of {list(_blocks.BATCH_FORMATS)})."
-        )
+    _blocks.check_batch_format(batch_format)
     rng = np.random.default_rng(shuffle_seed) if shuffle_buffer else None
 
     def emit(table):

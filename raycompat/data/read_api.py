@@ -50,14 +50,16 @@ class _RangeRead:
 def range(n: int, *, parallelism: int = -1, concurrency=None, override_num_blocks=None) -> Dataset:
     """Rows ``{"id": i}`` for ``i`` in ``[0, n)`` (int64), read lazily in blocks."""
     k = _num_blocks(n, override_num_blocks)
-    tasks = [_RangeRead(a, b) for a, b in _bounds(n, k) if b > a] or [_RangeRead(0, 0)]
-    return Dataset(ex.ReadSource("ReadRange", tasks, pa.schema([("id", pa.int64())]), n))
+    tasks = [_RangeRead(a, b) for a, b in _bounds(n, k) if b > a]
+    # Ray knows no schema for range(0) (its repr says "Unknown schema").
+    schema = pa.schema([("id", pa.int64())]) if n > 0 else None
+    return Dataset(ex.ReadSource("ReadRange", tasks, schema, n))
 
 
 def range_tensor(n: int, *, shape=(1,), parallelism: int = -1, concurrency=None, override_num_blocks=None) -> Dataset:
     """Rows ``{"data": array of shape, all i}`` for ``i`` in ``[0, n)``."""
     k = _num_blocks(n, override_num_blocks)
-    tasks = [_RangeRead(a, b, tuple(shape)) for a, b in _bounds(n, k) if b > a] or [_RangeRead(0, 0, tuple(shape))]
+    tasks = [_RangeRead(a, b, tuple(shape)) for a, b in _bounds(n, k) if b > a]
     schema = pa.schema([("data", pa.fixed_shape_tensor(pa.int64(), list(shape)))])
     return Dataset(ex.ReadSource("ReadRange", tasks, schema, n))
 
@@ -73,10 +75,12 @@ def from_items(items: list, *, parallelism: int = -1, override_num_blocks=None) 
     k = _num_blocks(len(items), override_num_blocks)
     tables = []
     for a, b in _bounds(len(items), k):
+        if b <= a:
+            continue
         chunk = items[a:b]
         rows = [it if isinstance(it, dict) else {"item": it} for it in chunk]
         tables.append(_blocks.table_from_rows(rows))
-    return _materialized(tables or [pa.table({})])
+    return _materialized(tables)
 
 
 def from_pandas(dfs, override_num_blocks=None) -> MaterializedDataset:
