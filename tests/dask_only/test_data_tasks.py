@@ -39,3 +39,20 @@ def test_a_sort_is_one_map_and_one_reduce_task_per_block(ray):
     keys = _task_keys(ray, since)
     assert sum(k.startswith("SortMap-") for k in keys) == 4, keys
     assert sum(k.startswith("SortReduce-") for k in keys) == 4, keys
+
+
+def test_missing_pyarrow_says_what_to_install():
+    """Without pyarrow, `import raycompat` works and ray.data says `pip install 'raycompat[data]'`."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['pyarrow'] = None\n"
+        "import raycompat\n"
+        "try:\n"
+        "    raycompat.data\n"
+        "except ImportError as e:\n"
+        "    print('ERR', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "ERR raycompat.data needs pyarrow and pandas (pyarrow is missing): pip install 'raycompat[data]'" in out.stdout, out
