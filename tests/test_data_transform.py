@@ -270,3 +270,19 @@ def test_iter_batches_default_batch_size(ray):
     """Ray: iter_batches' batch_size defaults to 256."""
     batches = list(ray.data.range(600).iter_batches())
     assert [len(b["id"]) for b in batches] == [256, 256, 88]
+
+
+def test_with_column_and_filter_expressions(ray):
+    """Ray 2.60: with_column(name, expr) and filter(expr=...) take ray.data.expressions
+    (col, lit, arithmetic, comparisons, &, |) or a string predicate."""
+    from importlib import import_module
+
+    E = import_module(ray.__name__ + ".data.expressions")
+    ds = ray.data.range(6)
+    rows = sorted(ds.with_column("d", E.col("id") * 2 + E.lit(1)).take_all(), key=lambda r: r["id"])
+    assert rows[:3] == [{"id": 0, "d": 1}, {"id": 1, "d": 3}, {"id": 2, "d": 5}]
+    assert _ids(ds.filter(expr=(E.col("id") > 1) & (E.col("id") < 4)).take_all()) == [2, 3]
+    assert _ids(ds.filter(expr="id >= 4").take_all()) == [4, 5]
+    assert _ids(ds.filter(expr=E.col("id").is_in([0, 5])).take_all()) == [0, 5]
+    # Ray maps "/" to Arrow's divide: integer division on int64 columns.
+    assert sorted(r["h"] for r in ds.with_column("h", E.col("id") / 2).take_all()) == [0, 0, 1, 1, 2, 2]

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raycompat.data import _blocks
+from raycompat.data import _blocks, expressions
 from raycompat.exceptions import UserCodeException
 
 
@@ -123,6 +123,35 @@ class AddColumn(MapBatches):
             return batch.append_column(self.col, values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values))
         batch[self.col] = values
         return batch
+
+
+class WithColumn(Op):
+    """A column computed from an expression (``with_column``)."""
+
+    keeps_rows = True
+
+    def __init__(self, name, expr):
+        self.col, self.expr = name, expr
+        self.name = f"WithColumn({name})"
+
+    def __call__(self, table):
+        values = expressions.evaluate(self.expr, table)
+        if self.col in table.column_names:
+            return table.set_column(table.column_names.index(self.col), self.col, values)
+        return table.append_column(self.col, values)
+
+
+class FilterExpr(Op):
+    """The rows where an expression holds (``filter(expr=...)``)."""
+
+    name = "Filter"
+
+    def __init__(self, expr):
+        self.expr = expr
+
+    def __call__(self, table):
+        mask = expressions.evaluate(self.expr, table)
+        return table.filter(pc.fill_null(mask, False))
 
 
 class SelectColumns(Op):

@@ -20,6 +20,7 @@ import raycompat
 from raycompat.data import _actor_pool, _blocks, _exchange, _ops, _repr
 from raycompat.data import _execution as ex
 from raycompat.data import aggregate as agg_mod
+from raycompat.data import expressions
 
 
 class Schema:
@@ -87,7 +88,13 @@ class Dataset:
 
     def filter(self, fn=None, expr=None, *, compute=None, fn_args=None, fn_kwargs=None, fn_constructor_args=None,
                fn_constructor_kwargs=None, num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
-        """The rows for which ``fn(row)`` is true."""
+        """The rows for which ``fn(row)`` is true, or the expression ``expr`` holds
+        (an ``expressions`` tree, or a string such as ``"id > 3"``)."""
+        if expr is not None:
+            if fn is not None:
+                raise ValueError("Exactly one of 'fn' or 'expr' must be provided.")
+            tree = expressions.parse(expr) if isinstance(expr, str) else expr
+            return self._map(_ops.FilterExpr(tree), _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
         return self._map(_ops.Filter(fn, fn_args, fn_kwargs), _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
 
     def map_batches(self, fn, *, batch_size="default", compute=None, batch_format="default", zero_copy_batch=True,
@@ -119,6 +126,10 @@ class Dataset:
     def add_column(self, col: str, fn, *, batch_format="pandas", compute=None, concurrency=None, **ray_remote_args) -> "Dataset":
         """A new column ``col`` computed by ``fn(batch)`` (a pandas batch by default)."""
         return self._map(_ops.AddColumn(col, fn, batch_format))
+
+    def with_column(self, column_name: str, expr, *, compute=None, num_cpus=None, num_gpus=None, memory=None, **ray_remote_args) -> "Dataset":
+        """A column ``column_name`` computed from an expression (``col("id") * 2``)."""
+        return self._map(_ops.WithColumn(column_name, expr), _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
 
     def select_columns(self, cols, *, compute=None, concurrency=None, **ray_remote_args) -> "Dataset":
         return self._map(_ops.SelectColumns([cols] if isinstance(cols, str) else cols))

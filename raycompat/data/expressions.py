@@ -1,0 +1,242 @@
+"""Column expressions (Ray's ``ray.data.expressions``) for ``with_column`` and ``filter(expr=...)``.
+
+``col("x") * 2 + lit(1)``, comparisons, ``&``/``|``/``~``, ``is_null()``, ``is_in([...])``
+and ``alias(name)`` build a small tree that each block task evaluates with
+``pyarrow.compute``, using the kernels Ray maps each operation to (``/`` is Arrow's
+``divide``, ``//`` its floor, ``%`` ``N - floor(N/M) * M``, ``+`` of strings concatenates).
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class Operation(str, enum.Enum):
+    """The operations an expression can hold (Ray's names and values)."""
+
+    ADD = "add"
+    SUB = "sub"
+    MUL = "mul"
+    DIV = "div"
+    MOD = "mod"
+    FLOORDIV = "floordiv"
+    GT = "gt"
+    LT = "lt"
+    GE = "ge"
+    LE = "le"
+    EQ = "eq"
+    NE = "ne"
+    AND = "and"
+    OR = "or"
+    NOT = "not"
+    IS_NULL = "is_null"
+    IS_NOT_NULL = "is_not_null"
+    IN = "in"
+    NOT_IN = "not_in"
+
+
+def _add(left, right):
+    if pa.types.is_string(getattr(left, "type", None)) or pa.types.is_large_string(getattr(left, "type", None)):
+        return pc.binary_join_element_wise(left, right, "")
+    return pc.add(left, right)
+
+
+def _is_in(left, right):
+    values = right if isinstance(right, list) else [right]
+    return pc.is_in(left, value_set=pa.array(values))
+
+
+_KERNELS = {
+    Operation.ADD: _add,
+    Operation.SUB: pc.subtract,
+    Operation.MUL: pc.multiply,
+    Operation.DIV: pc.divide,
+    Operation.MOD: lambda a, b: pc.subtract(a, pc.multiply(pc.floor(pc.divide(a, b)), b)),
+    Operation.FLOORDIV: lambda a, b: pc.floor(pc.divide(a, b)),
+    Operation.GT: pc.greater,
+    Operation.LT: pc.less,
+    Operation.GE: pc.greater_equal,
+    Operation.LE: pc.less_equal,
+    Operation.EQ: pc.equal,
+    Operation.NE: pc.not_equal,
+    Operation.AND: pc.and_kleene,
+    Operation.OR: pc.or_kleene,
+    Operation.NOT: pc.invert,
+    Operation.IS_NULL: pc.is_null,
+    Operation.IS_NOT_NULL: pc.is_valid,
+    Operation.IN: _is_in,
+    Operation.NOT_IN: lambda a, b: pc.invert(_is_in(a, b)),
+}
+
+
+def _wrap(value) -> "Expr":
+    return value if isinstance(value, Expr) else LiteralExpr(value)
+
+
+class Expr:
+    """An expression over a block's columns."""
+
+    def eval(self, table: pa.Table):
+        raise NotImplementedError
+
+    def _bin(self, op, other, reverse=False):
+        other = _wrap(other)
+        return BinaryExpr(op, other, self) if reverse else BinaryExpr(op, self, other)
+
+    def __add__(self, o): return self._bin(Operation.ADD, o)  # noqa: E704
+    def __radd__(self, o): return self._bin(Operation.ADD, o, True)  # noqa: E704
+    def __sub__(self, o): return self._bin(Operation.SUB, o)  # noqa: E704
+    def __rsub__(self, o): return self._bin(Operation.SUB, o, True)  # noqa: E704
+    def __mul__(self, o): return self._bin(Operation.MUL, o)  # noqa: E704
+    def __rmul__(self, o): return self._bin(Operation.MUL, o, True)  # noqa: E704
+    def __truediv__(self, o): return self._bin(Operation.DIV, o)  # noqa: E704
+    def __rtruediv__(self, o): return self._bin(Operation.DIV, o, True)  # noqa: E704
+    def __floordiv__(self, o): return self._bin(Operation.FLOORDIV, o)  # noqa: E704
+    def __mod__(self, o): return self._bin(Operation.MOD, o)  # noqa: E704
+    def __gt__(self, o): return self._bin(Operation.GT, o)  # noqa: E704
+    def __lt__(self, o): return self._bin(Operation.LT, o)  # noqa: E704
+    def __ge__(self, o): return self._bin(Operation.GE, o)  # noqa: E704
+    def __le__(self, o): return self._bin(Operation.LE, o)  # noqa: E704
+    def __eq__(self, o): return self._bin(Operation.EQ, o)  # noqa: E704
+    def __ne__(self, o): return self._bin(Operation.NE, o)  # noqa: E704
+    def __and__(self, o): return self._bin(Operation.AND, o)  # noqa: E704
+    def __or__(self, o): return self._bin(Operation.OR, o)  # noqa: E704
+    def __invert__(self): return UnaryExpr(Operation.NOT, self)  # noqa: E704
+
+    __hash__ = object.__hash__
+
+    def is_null(self) -> "Expr":
+        return UnaryExpr(Operation.IS_NULL, self)
+
+    def is_not_null(self) -> "Expr":
+        return UnaryExpr(Operation.IS_NOT_NULL, self)
+
+    def is_in(self, values) -> "Expr":
+        return BinaryExpr(Operation.IN, self, LiteralExpr(list(values)))
+
+    def not_in(self, values) -> "Expr":
+        return BinaryExpr(Operation.NOT_IN, self, LiteralExpr(list(values)))
+
+    def alias(self, name: str) -> "AliasExpr":
+        return AliasExpr(self, name)
+
+
+class ColumnExpr(Expr):
+    def __init__(self, name: str):
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def eval(self, table):
+        return table.column(self._name)
+
+    def __repr__(self):
+        return f"col({self._name!r})"
+
+
+class LiteralExpr(Expr):
+    def __init__(self, value: Any):
+        self.value = value
+
+    def eval(self, table):
+        return self.value if isinstance(self.value, list) else pa.scalar(self.value)
+
+    def __repr__(self):
+        return f"lit({self.value!r})"
+
+
+class BinaryExpr(Expr):
+    def __init__(self, op: Operation, left: Expr, right: Expr):
+        self.op, self.left, self.right = op, left, right
+
+    def eval(self, table):
+        return _KERNELS[self.op](self.left.eval(table), self.right.eval(table))
+
+
+class UnaryExpr(Expr):
+    def __init__(self, op: Operation, operand: Expr):
+        self.op, self.operand = op, operand
+
+    def eval(self, table):
+        return _KERNELS[self.op](self.operand.eval(table))
+
+
+class AliasExpr(Expr):
+    def __init__(self, expr: Expr, name: str):
+        self.expr, self._name = expr, name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def eval(self, table):
+        return self.expr.eval(table)
+
+
+def col(name: str) -> ColumnExpr:
+    """The column ``name``."""
+    return ColumnExpr(name)
+
+
+def lit(value: Any) -> LiteralExpr:
+    """A constant."""
+    return LiteralExpr(value)
+
+
+_AST_OPS = {
+    ast.Add: Operation.ADD, ast.Sub: Operation.SUB, ast.Mult: Operation.MUL, ast.Div: Operation.DIV,
+    ast.Mod: Operation.MOD, ast.FloorDiv: Operation.FLOORDIV, ast.Gt: Operation.GT, ast.Lt: Operation.LT,
+    ast.GtE: Operation.GE, ast.LtE: Operation.LE, ast.Eq: Operation.EQ, ast.NotEq: Operation.NE,
+    ast.And: Operation.AND, ast.Or: Operation.OR, ast.BitAnd: Operation.AND, ast.BitOr: Operation.OR,
+    ast.In: Operation.IN, ast.NotIn: Operation.NOT_IN,
+}
+
+
+def parse(text: str) -> Expr:
+    """A string predicate such as ``"id > 3 and name != 'x'"`` as an expression."""
+
+    def conv(node):
+        if isinstance(node, ast.Name):
+            return ColumnExpr(node.id)
+        if isinstance(node, ast.Constant):
+            return LiteralExpr(node.value)
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            return LiteralExpr([conv(e).value for e in node.elts])
+        if isinstance(node, ast.BinOp):
+            return BinaryExpr(_AST_OPS[type(node.op)], conv(node.left), conv(node.right))
+        if isinstance(node, ast.BoolOp):
+            out = conv(node.values[0])
+            for v in node.values[1:]:
+                out = BinaryExpr(_AST_OPS[type(node.op)], out, conv(v))
+            return out
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.Invert)):
+            return UnaryExpr(Operation.NOT, conv(node.operand))
+        if isinstance(node, ast.Compare):
+            out, left = None, conv(node.left)
+            for op, right in zip(node.ops, node.comparators):
+                right = conv(right)
+                term = BinaryExpr(_AST_OPS[type(op)], left, right)
+                out = term if out is None else BinaryExpr(Operation.AND, out, term)
+                left = right
+            return out
+        raise ValueError(f"Unsupported expression: {ast.unparse(node)}")
+
+    return conv(ast.parse(text, mode="eval").body)
+
+
+def evaluate(expr: Expr, table: pa.Table):
+    """``expr`` over ``table`` as a column (a scalar result is repeated for every row)."""
+    out = expr.eval(table)
+    if isinstance(out, pa.Scalar):
+        out = pa.array([out.as_py()] * table.num_rows, type=out.type)
+    return out
+
+
+__all__ = ["AliasExpr", "BinaryExpr", "ColumnExpr", "Expr", "LiteralExpr", "Operation", "UnaryExpr", "col", "lit"]
