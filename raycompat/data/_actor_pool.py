@@ -79,7 +79,7 @@ class _MapWorker:
 
     @raycompat.method(num_returns=2)
     def process(self, table):
-        return ex._timed(lambda: _ops.apply(self.ops, table))
+        return ex.timed(lambda: _ops.apply(self.ops, table))
 
 
 class ActorMapStage(ex.Node):

@@ -74,12 +74,12 @@ _sample_r = raycompat.remote(_sample)
 
 # Reduce side ---------------------------------------------------------------------------
 def _reduce(finish, *parts):
-    return ex._timed(lambda: finish(_blocks.concat(list(parts))))
+    return ex.timed(lambda: finish(_blocks.concat(list(parts))))
 
 
 _reduce_r = raycompat.remote(num_returns=2)(_reduce)
 def _slices_block(spec, *tables):
-    return ex._timed(lambda: _slices(spec, *tables))
+    return ex.timed(lambda: _slices(spec, *tables))
 
 
 _slices_r = raycompat.remote(num_returns=2)(_slices_block)

@@ -42,22 +42,22 @@ class BlockRef:
         return self._meta
 
 
-def _timed(fn, *args):
+def timed(fn, *args):
     start = time.perf_counter()
     table = fn(*args)
     return table, _blocks.metadata_of(table, time.perf_counter() - start)
 
 
 def _read_apply(read_task, ops):
-    return _timed(lambda: _ops.apply(ops, read_task()))
+    return timed(lambda: _ops.apply(ops, read_task()))
 
 
 def _apply(table, ops):
-    return _timed(lambda: _ops.apply(ops, table))
+    return timed(lambda: _ops.apply(ops, table))
 
 
 def _apply_many(ops, *tables):
-    return _timed(lambda: _ops.apply(ops, _blocks.concat(list(tables))))
+    return timed(lambda: _ops.apply(ops, _blocks.concat(list(tables))))
 
 
 class ReadMany:
@@ -75,9 +75,16 @@ _apply_remote = raycompat.remote(num_returns=2)(_apply)
 _apply_many_remote = raycompat.remote(num_returns=2)(_apply_many)
 
 
+def task_name(op_name: str) -> str:
+    """The Dask key name of a fused operator's tasks: Ray's name with ``→`` for ``->``, since
+    Dask's dashboard cuts a key's name at its first ``-`` (``ReadRange->Map(f)`` would show
+    as ``ReadRange``)."""
+    return op_name.replace("->", "→")
+
+
 def submit_apply(ref_or_read, ops, name, remote_args=None, read=False) -> BlockRef:
     fn = _read_apply_remote if read else _apply_remote
-    table_ref, meta_ref = fn.options(name=name, **(remote_args or {})).remote(ref_or_read, tuple(ops))
+    table_ref, meta_ref = fn.options(name=task_name(name), **(remote_args or {})).remote(ref_or_read, tuple(ops))
     return BlockRef(table_ref, meta_ref)
 
 
@@ -214,7 +221,7 @@ class MapStage(Node):
     def _submit_bundle(self, blocks) -> BlockRef:
         if len(blocks) == 1:
             return submit_apply(blocks[0].ref, self.ops, self.name, self.remote_args)
-        t, m = _apply_many_remote.options(name=self.name, **self.remote_args).remote(self.ops, *[b.ref for b in blocks])
+        t, m = _apply_many_remote.options(name=task_name(self.name), **self.remote_args).remote(self.ops, *[b.ref for b in blocks])
         return BlockRef(t, m)
 
     def known_schema(self):

@@ -494,7 +494,7 @@ def _zip_tables(*tables):
             while new in out.column_names:
                 new, k = f"{name}_{k}", k + 1
             out = out.append_column(new, t.column(name))
-    return ex._timed(lambda: out)
+    return ex.timed(lambda: out)
 
 
 _zip_r = raycompat.remote(num_returns=2)(_zip_tables)

@@ -2,8 +2,8 @@
 
 Consecutive row/batch operations fuse with the read into one raycompat task per block (Ray's
 operator fusion), visible in ``ray.timeline()`` as one task per block whose key carries
-Ray's fused operator name; an all-to-all op adds one map task per input block and one
-reduce task per output block, and nothing else.
+Ray's fused operator name (``->`` written ``→``: Dask's dashboard cuts names at ``-``); an
+all-to-all op adds one map task per input block and one reduce task per output block.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def test_row_and_batch_ops_fuse_into_one_task_per_block(ray):
     ds = ray.data.range(8, override_num_blocks=4).map(lambda r: r).filter(lambda r: True).map_batches(lambda b: b)
     assert ds.materialize().count() == 8
     keys = _task_keys(ray, since)
-    fused = "ReadRange->Map(<lambda>)->Filter(<lambda>)->MapBatches(<lambda>)-"
+    # Ray's fused operator name, "->" written "→" so that the dashboard shows all of it.
+    fused = "ReadRange→Map(<lambda>)→Filter(<lambda>)→MapBatches(<lambda>)-"
     assert sum(k.startswith(fused) for k in keys) == 4, keys
     assert len(keys) == 4, keys
 
