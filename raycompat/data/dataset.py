@@ -10,6 +10,7 @@ classes in ``map_batches`` run on a pool of raycompat actors (``_actor_pool``).
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -17,10 +18,13 @@ import numpy as np
 import pyarrow as pa
 
 import raycompat
+from raycompat._dask import data_bridge
 from raycompat.data import _actor_pool, _blocks, _exchange, _ops, _repr
 from raycompat.data import _execution as ex
 from raycompat.data import aggregate as agg_mod
 from raycompat.data import expressions
+from raycompat.data.context import DataContext
+from raycompat.data.iterator import DataIterator, batches_of
 
 
 class Schema:
@@ -247,18 +251,22 @@ class Dataset:
         return ds.split_at_indices([n - test_size])
 
     def streaming_split(self, n: int, *, equal: bool = False, locality_hints=None) -> List["DataIterator"]:
-        # late: iterator imports this module for Dataset.
-        from raycompat.data.iterator import DataIterator
-
         return [DataIterator(part) for part in self.split(n, equal=equal)]
+
+    def iterator(self) -> "DataIterator":
+        """A ``DataIterator`` over the whole Dataset."""
+        return DataIterator(self)
 
     # consuming -------------------------------------------------------------------------
     def iter_internal_ref_bundles(self) -> Iterator[ex.BlockRef]:
         return ex.prefetch(self._node.stream())
 
     def _tables(self) -> Iterator[pa.Table]:
+        started, seen = time.perf_counter(), []
         for b in ex.prefetch(self._node.stream()):
+            seen.append(b)
             yield raycompat.get(b.ref)
+        self._stats.record(self._node.name, seen, started)
 
     def _concat(self) -> pa.Table:
         blocks = self._blocks()
@@ -267,9 +275,6 @@ class Dataset:
     def iter_batches(self, *, prefetch_batches: int = 1, batch_size: Optional[int] = 256, batch_format: Optional[str] = "default",
                      drop_last: bool = False, local_shuffle_buffer_size=None, local_shuffle_seed=None, _collate_fn=None) -> Iterator:
         """Batches of exactly ``batch_size`` rows across block boundaries (the last may be short)."""
-        # late: iterator imports this module for Dataset.
-        from raycompat.data.iterator import batches_of
-
         return batches_of(self._tables(), batch_size, batch_format, drop_last, local_shuffle_buffer_size, local_shuffle_seed, _collate_fn)
 
     def iter_rows(self) -> Iterator[Dict[str, Any]]:
@@ -359,9 +364,6 @@ class Dataset:
 
     def to_dask(self, meta=None, verify_meta: bool = True):
         """A ``dask.dataframe`` with one partition per block."""
-        # late: dask.dataframe is heavy and only to_dask/from_dask need it.
-        from raycompat._dask import data_bridge
-
         return data_bridge.to_dask([b.ref for b in self._blocks()], meta)
 
     def get_internal_block_refs(self) -> list:
@@ -417,9 +419,6 @@ class Dataset:
 
     @property
     def context(self):
-        # late: context is optional for a Dataset's own work.
-        from raycompat.data.context import DataContext
-
         return DataContext.get_current()
 
     @property

@@ -16,6 +16,7 @@ from typing import List, Optional
 import numpy as np
 import pyarrow as pa
 
+from raycompat._dask import data_bridge
 from raycompat.data import _blocks
 from raycompat.data import _execution as ex
 from raycompat.data.dataset import Dataset, MaterializedDataset
@@ -104,9 +105,6 @@ def from_arrow(tables) -> MaterializedDataset:
 
 def from_dask(df) -> MaterializedDataset:
     """A ``dask.dataframe`` as a Dataset: one block per partition (computed now)."""
-    # late: dask.dataframe is heavy and only this and to_dask need it.
-    from raycompat._dask import data_bridge
-
     return _materialized(data_bridge.partitions_as_tables(df))
 
 
