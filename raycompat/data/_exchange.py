@@ -268,3 +268,29 @@ def global_aggregate(blocks, aggs) -> dict:
         result[agg.name] = agg.finalize(state) if not first else None
     return result
 
+
+
+def _zip_tables(*tables):
+    out = tables[0]
+    for t in tables[1:]:
+        for name in t.column_names:
+            new, k = name, 1
+            while new in out.column_names:
+                new, k = f"{name}_{k}", k + 1
+            out = out.append_column(new, t.column(name))
+    return ex.timed(lambda: out)
+
+
+_zip_r = raycompat.remote(num_returns=2)(_zip_tables)
+
+
+def zip_blocks(parts: list) -> list:
+    """``zip``: the other datasets' rows cut to the first's block sizes, then one task per
+    block puts the columns side by side (a repeated name gets ``_1``, ``_2``..., as in Ray)."""
+    counts = [b.meta.num_rows for b in parts[0]]
+    aligned = [parts[0]] + [repartition_to(p, counts) for p in parts[1:]]
+    out = []
+    for i in range(len(counts)):
+        t, m = _zip_r.options(name="Zip").remote(*[p[i].ref for p in aligned])
+        out.append(ex.BlockRef(t, m))
+    return out

@@ -9,9 +9,7 @@ classes in ``map_batches`` run on a pool of raycompat actors (``_actor_pool``).
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
@@ -19,7 +17,7 @@ import pyarrow as pa
 
 import raycompat
 from raycompat._dask import data_bridge
-from raycompat.data import _actor_pool, _blocks, _exchange, _ops, _repr
+from raycompat.data import _actor_pool, _blocks, _exchange, _files, _ops, _repr
 from raycompat.data import _execution as ex
 from raycompat.data import aggregate as agg_mod
 from raycompat.data import expressions
@@ -176,7 +174,7 @@ class Dataset:
         keys = [key] if isinstance(key, str) else list(key)
         return self._with(ex.AllToAll(self._node, "Sort", lambda bs: _exchange.sort(bs, keys, descending)))
 
-    def groupby(self, key, num_partitions=None) -> "GroupedData":
+    def groupby(self, key, num_partitions=None) -> "GroupedData":  # noqa: F821 - imported late
         # late: grouped_data imports this module for Dataset.
         from raycompat.data.grouped_data import GroupedData
 
@@ -194,12 +192,7 @@ class Dataset:
         """Columns of every dataset side by side (duplicate names get ``_1``, ``_2``...)."""
         nodes = [self._node] + [o._node for o in other]
 
-        def run(parts):
-            counts = [b.meta.num_rows for b in parts[0]]
-            aligned = [parts[0]] + [_align(p, counts) for p in parts[1:]]
-            return [_zip_blocks([p[i] for p in aligned]) for i in range(len(counts))]
-
-        return self._with(ex.Combine(nodes, "Zip", run))
+        return self._with(ex.Combine(nodes, "Zip", _exchange.zip_blocks))
 
     # splitting -------------------------------------------------------------------------
     def _blocks(self) -> List[ex.BlockRef]:
@@ -357,10 +350,10 @@ class Dataset:
         return [b.ref for b in self._blocks()]
 
     def to_pandas_refs(self) -> list:
-        return [_convert_r.remote(b.ref, "pandas") for b in self._blocks()]
+        return [_files.convert_remote.remote(b.ref, "pandas") for b in self._blocks()]
 
     def to_numpy_refs(self, *, column: Optional[str] = None) -> list:
-        return [_convert_r.remote(b.ref, "numpy", column) for b in self._blocks()]
+        return [_files.convert_remote.remote(b.ref, "numpy", column) for b in self._blocks()]
 
     def to_dask(self, meta=None, verify_meta: bool = True):
         """A ``dask.dataframe`` with one partition per block."""
@@ -396,22 +389,17 @@ class Dataset:
         return self._column_agg(agg_mod.Std, on, ignore_nulls, ddof=ddof)
 
     # writing ---------------------------------------------------------------------------
-    def _write(self, path: str, kind: str, options: dict) -> None:
-        os.makedirs(path, exist_ok=True)
-        prefix = uuid.uuid4().hex
-        refs = [_write_r.options(name=f"Write{kind.upper() if kind != 'parquet' else 'Parquet'}").remote(
-            b.ref, os.path.join(path, f"{prefix}_{i:06d}_000000-0.{kind}"), kind, options)
-            for i, b in enumerate(self._blocks())]
-        raycompat.get(refs)
-
     def write_parquet(self, path: str, **kwargs) -> None:
-        self._write(path, "parquet", {})
+        """One Parquet file per block in the directory ``path``."""
+        _files.write(self._blocks(), path, "parquet")
 
     def write_csv(self, path: str, **kwargs) -> None:
-        self._write(path, "csv", {})
+        """One CSV file per block in the directory ``path``."""
+        _files.write(self._blocks(), path, "csv")
 
     def write_json(self, path: str, **kwargs) -> None:
-        self._write(path, "json", {})
+        """One JSON-lines file per block in the directory ``path``."""
+        _files.write(self._blocks(), path, "json")
 
     # introspection ---------------------------------------------------------------------
     def stats(self) -> str:
@@ -452,54 +440,3 @@ class Dataset:
 
 class MaterializedDataset(Dataset):
     """A Dataset whose blocks are computed and held in the object store."""
-
-
-# Remote helpers ----------------------------------------------------------------------
-def _convert(table, fmt, column=None):
-    batch = _blocks.to_batch(table, fmt)
-    return batch[column] if column is not None else batch
-
-
-def _write(table, path, kind, options):
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, path)
-    elif kind == "csv":
-        import pyarrow.csv as pcsv
-
-        pcsv.write_csv(table, path)
-    else:
-        import json
-
-        with open(path, "w") as f:
-            for row in _blocks.rows_of(table):
-                f.write(json.dumps({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in row.items()}) + "\n")
-
-
-_convert_r = raycompat.remote(_convert)
-_write_r = raycompat.remote(_write)
-
-
-def _align(blocks, counts) -> List[ex.BlockRef]:
-    return _exchange.repartition_to(blocks, counts)
-
-
-def _zip_tables(*tables):
-    out = tables[0]
-    for t in tables[1:]:
-        for name in t.column_names:
-            new, k = name, 1
-            while new in out.column_names:
-                new, k = f"{name}_{k}", k + 1
-            out = out.append_column(new, t.column(name))
-    return ex.timed(lambda: out)
-
-
-_zip_r = raycompat.remote(num_returns=2)(_zip_tables)
-
-
-def _zip_blocks(blocks) -> ex.BlockRef:
-    t, m = _zip_r.options(name="Zip").remote(*[b.ref for b in blocks])
-    return ex.BlockRef(t, m)
-
