@@ -68,3 +68,46 @@ def test_dask_round_trip(ray):
     assert _rows(ds, "x") == [{"x": i, "y": "abcdef"[i]} for i in range(6)]
     back = ray.data.range(6).map(lambda r: {"id": r["id"] * 2}).to_dask()
     assert sorted(back.compute()["id"].tolist()) == [0, 2, 4, 6, 8, 10]
+
+
+def test_read_parquet_knows_rows_and_schema_before_running(ray, tmp_path):
+    """Ray reads the Parquet footers up front: count() and schema() need no read task, and
+    the repr shows the shape."""
+    import pyarrow.parquet as pq
+
+    for i in range(2):
+        pq.write_table(pa.table({"a": [1, 2, 3], "b": ["x", "y", "z"]}), str(tmp_path / f"p{i}.parquet"))
+    ds = ray.data.read_parquet(str(tmp_path))
+    assert ds.count() == 6
+    assert ds.schema().names == ["a", "b"]
+    assert repr(ds).splitlines()[0] == "shape: (6, 2)"
+
+
+def test_read_numpy(ray, tmp_path):
+    """Ray: rows of the .npy array, column "data"."""
+    np = pytest.importorskip("numpy")
+    np.save(str(tmp_path / "a.npy"), np.arange(4))
+    assert sorted(r["data"] for r in ray.data.read_numpy(str(tmp_path / "a.npy")).take_all()) == [0, 1, 2, 3]
+
+
+def test_read_images(ray, tmp_path):
+    """Ray: one row per image, column "image" (H x W x C uint8); size=(h, w) resizes."""
+    Image = pytest.importorskip("PIL.Image")
+    Image.new("RGB", (4, 3), (255, 0, 0)).save(str(tmp_path / "red.png"))
+    rows = ray.data.read_images(str(tmp_path)).take_all()
+    assert len(rows) == 1
+    assert rows[0]["image"].shape == (3, 4, 3)
+    assert rows[0]["image"][0, 0].tolist() == [255, 0, 0]
+    small = ray.data.read_images(str(tmp_path), size=(2, 2), include_paths=True).take_all()
+    assert small[0]["image"].shape == (2, 2, 3)
+    assert small[0]["path"].endswith("red.png")
+
+
+def test_from_refs(ray):
+    """Ray: from_pandas_refs / from_numpy_refs ("data") / from_arrow_refs build a dataset
+    from ObjectRefs."""
+    np = pytest.importorskip("numpy")
+    df_ref = ray.put(pd.DataFrame({"a": [1, 2]}))
+    assert ray.data.from_pandas_refs(df_ref).take_all() == [{"a": 1}, {"a": 2}]
+    assert ray.data.from_numpy_refs([ray.put(np.array([5, 6]))]).take_all() == [{"data": 5}, {"data": 6}]
+    assert ray.data.from_arrow_refs(ray.put(pa.table({"x": [1]}))).take_all() == [{"x": 1}]

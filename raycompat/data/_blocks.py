@@ -65,7 +65,10 @@ def array_from_numpy(values) -> pa.Array:
                 return array_from_numpy(np.stack(values))
         return pa.array(values)
     if values.ndim > 1:
-        return pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(values))
+        if not values.flags.c_contiguous or len(values) == 1:
+            # A fresh C-order copy: a length-1 axis added by ``[None]`` keeps a stride Arrow refuses.
+            values = values.copy(order="C")
+        return pa.FixedShapeTensorArray.from_numpy_ndarray(values)
     if values.dtype == object and len(values) and isinstance(values[0], np.ndarray):
         return array_from_numpy(list(values))
     return pa.array(values)

@@ -1,20 +1,110 @@
-"""Writing blocks to files (``write_parquet``/``write_csv``/``write_json``) and converting
-blocks for ``to_numpy_refs``/``to_pandas_refs``, each one raycompat task per block.
+"""Files: reading one file per block (``read_*``), writing one file per block
+(``write_*``), and converting blocks for ``to_numpy_refs``/``to_pandas_refs``.
 
-Ray writes one file per block into the output directory, named
-``{write uuid}_{block index:06}_{task index:06}-0.{ext}``; so does raycompat.
+Ray lists the input files in the driver and reads each in a task; it writes one file per
+block into the output directory, named ``{write uuid}_{block index:06}_{task index:06}-0.{ext}``;
+so does raycompat. Directories are walked recursively, skipping hidden and ``_`` files.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import uuid
+from typing import List
 
 import numpy as np
+import pyarrow as pa
 
 import raycompat
 from raycompat.data import _blocks
+
+
+def expand(paths, suffixes=None) -> List[str]:
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    files = []
+    for p in map(os.fspath, paths):
+        if os.path.isdir(p):
+            for root, _, names in os.walk(p):
+                for name in sorted(names):
+                    if not name.startswith((".", "_")):
+                        files.append(os.path.join(root, name))
+        elif any(ch in p for ch in "*?["):
+            files.extend(sorted(glob.glob(p)))
+        elif os.path.exists(p):
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"No such file or directory: '{p}'")
+    if suffixes:
+        files = [f for f in files if f.endswith(tuple(suffixes))] or files
+    return sorted(files)
+
+
+class FileRead:
+    """Reads one file as one block (a read task)."""
+
+    def __init__(self, path, kind, include_paths=False, options=None):
+        self.path, self.kind, self.include_paths, self.options = path, kind, include_paths, options or {}
+
+    def __call__(self):
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(self.path, **self.options)
+        elif self.kind == "csv":
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(self.path, **self.options)
+        elif self.kind == "json":
+            import pyarrow.json as pjson
+
+            table = pjson.read_json(self.path, **self.options)
+        elif self.kind == "text":
+            with open(self.path, encoding=self.options.get("encoding", "utf-8")) as f:
+                lines = f.read().splitlines()
+            if self.options.get("drop_empty_lines", True):
+                lines = [ln for ln in lines if ln.strip()]
+            table = pa.table({"text": pa.array(lines, type=pa.string())})
+        elif self.kind == "numpy":
+            table = _blocks.table_from_columns({"data": np.load(self.path, allow_pickle=False)})
+        elif self.kind == "image":
+            table = _blocks.table_from_columns({"image": _image(self.path, **self.options)[None]})
+        else:
+            with open(self.path, "rb") as f:
+                table = pa.table({"bytes": pa.array([f.read()], type=pa.binary())})
+        if self.include_paths:
+            table = table.append_column("path", pa.array([self.path] * table.num_rows, type=pa.string()))
+        return table
+
+
+def _image(path, size=None, mode=None) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if mode is not None:
+            img = img.convert(mode)
+        if size is not None:
+            img = img.resize((size[1], size[0]))
+        return np.asarray(img)
+
+
+def parquet_footer(paths, columns=None, include_paths=False):
+    """The files' schema (the first file's) and total row count, from their footers."""
+    import pyarrow.parquet as pq
+
+    if not paths:
+        return None, 0
+    rows = 0
+    for p in paths:
+        rows += pq.read_metadata(p).num_rows
+    schema = pq.read_schema(paths[0])
+    schema = pa.schema([f for f in schema if not f.name.startswith("__index_level_")])
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
+    if include_paths:
+        schema = schema.append(pa.field("path", pa.string()))
+    return schema, rows
 
 
 def _write_block(table, path, kind):

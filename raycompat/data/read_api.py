@@ -4,20 +4,20 @@
 range slice, a file), run when the Dataset is consumed, fused with the operations after
 it. ``from_items``/``from_pandas``/``from_numpy``/``from_arrow`` put their blocks into the
 object store at once and return a ``MaterializedDataset``, as Ray does. Files are read with
-pyarrow (Parquet, CSV, JSON lines) or plain Python (text, binary).
+pyarrow (Parquet, CSV, JSON lines), numpy, Pillow (images) or plain Python (text,
+binary); ``from_*_refs`` convert ObjectRefs in one task each.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
+import raycompat
 from raycompat._dask import data_bridge
-from raycompat.data import _blocks
+from raycompat.data import _blocks, _files
 from raycompat.data import _execution as ex
 from raycompat.data.dataset import Dataset, MaterializedDataset
 
@@ -109,66 +109,21 @@ def from_dask(df) -> MaterializedDataset:
 
 
 # Files ---------------------------------------------------------------------------------
-def _expand(paths, suffixes=None) -> List[str]:
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    files = []
-    for p in map(os.fspath, paths):
-        if os.path.isdir(p):
-            for root, _, names in os.walk(p):
-                for name in sorted(names):
-                    if not name.startswith((".", "_")):
-                        files.append(os.path.join(root, name))
-        elif any(ch in p for ch in "*?["):
-            files.extend(sorted(glob.glob(p)))
-        elif os.path.exists(p):
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"No such file or directory: '{p}'")
-    if suffixes:
-        files = [f for f in files if f.endswith(tuple(suffixes))] or files
-    return sorted(files)
-
-
-class _FileRead:
-    def __init__(self, path, kind, include_paths=False, options=None):
-        self.path, self.kind, self.include_paths, self.options = path, kind, include_paths, options or {}
-
-    def __call__(self):
-        if self.kind == "parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(self.path, **self.options)
-        elif self.kind == "csv":
-            import pyarrow.csv as pcsv
-
-            table = pcsv.read_csv(self.path, **self.options)
-        elif self.kind == "json":
-            import pyarrow.json as pjson
-
-            table = pjson.read_json(self.path, **self.options)
-        elif self.kind == "text":
-            with open(self.path, encoding=self.options.get("encoding", "utf-8")) as f:
-                lines = f.read().splitlines()
-            if self.options.get("drop_empty_lines", True):
-                lines = [ln for ln in lines if ln.strip()]
-            table = pa.table({"text": pa.array(lines, type=pa.string())})
-        else:
-            with open(self.path, "rb") as f:
-                table = pa.table({"bytes": pa.array([f.read()], type=pa.binary())})
-        if self.include_paths:
-            table = table.append_column("path", pa.array([self.path] * table.num_rows, type=pa.string()))
-        return table
-
-
 def _read(name, paths, kind, include_paths=False, suffixes=None, **options) -> Dataset:
-    files = _expand(paths, suffixes)
-    tasks = [_FileRead(f, kind, include_paths, options) for f in files]
+    files = _files.expand(paths, suffixes)
+    tasks = [_files.FileRead(f, kind, include_paths, options) for f in files]
     return Dataset(ex.ReadSource(name, tasks))
 
 
 def read_parquet(paths, *, columns=None, include_paths=False, **kwargs) -> Dataset:
+    """One block per Parquet file; the row count and schema come from the files' footers,
+    read here as Ray reads them before running anything."""
     opts = {"columns": columns} if columns is not None else {}
-    return _read("ReadParquet", paths, "parquet", include_paths, (".parquet",), **opts)
+    ds = _read("ReadParquet", paths, "parquet", include_paths, (".parquet",), **opts)
+    source = ds._node
+    schema, rows = _files.parquet_footer([t.path for t in source.read_tasks], columns, include_paths)
+    source.schema, source.num_rows = schema, rows
+    return ds
 
 
 def read_csv(paths, *, include_paths=False, **arrow_csv_args) -> Dataset:
@@ -195,7 +150,65 @@ def read_binary_files(paths, *, include_paths: bool = False, **kwargs) -> Datase
     return _read("ReadBinary", paths, "binary", include_paths)
 
 
+def read_numpy(paths, *, include_paths: bool = False, **kwargs) -> Dataset:
+    """``.npy`` files, one row per first-axis entry, column ``"data"``."""
+    return _read("ReadNumpy", paths, "numpy", include_paths, (".npy",))
+
+
+def read_images(paths, *, size=None, mode=None, include_paths: bool = False, **kwargs) -> Dataset:
+    """One row per image file, column ``"image"`` (an ``H x W x C`` uint8 array), resized to
+    ``size=(height, width)`` and converted to Pillow ``mode`` when given. Needs Pillow."""
+    return _read("ReadImage", paths, "image", include_paths,
+                 (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"), size=size, mode=mode)
+
+
+# Object refs -------------------------------------------------------------------------------
+def _refs(refs) -> list:
+    return list(refs) if isinstance(refs, (list, tuple)) else [refs]
+
+
+def _as_block(value):
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        table = _blocks.table_from_pandas(value.reset_index(drop=True))
+    elif isinstance(value, np.ndarray):
+        table = _blocks.table_from_columns({"data": value})
+    elif isinstance(value, pa.Table):
+        table = value
+    else:
+        raise TypeError(f"Expected a pandas DataFrame, a numpy ndarray or a pyarrow Table, got {type(value)}")
+    return ex.timed(lambda: table)
+
+
+_as_block_remote = raycompat.remote(num_returns=2)(_as_block)
+
+
+def _from_refs(refs) -> MaterializedDataset:
+    blocks = []
+    for ref in _refs(refs):
+        table_ref, meta_ref = _as_block_remote.options(name="FromRefs").remote(ref)
+        blocks.append(ex.BlockRef(table_ref, meta_ref))
+    return MaterializedDataset(ex.RefSource(blocks))
+
+
+def from_pandas_refs(dfs) -> MaterializedDataset:
+    """ObjectRefs of pandas DataFrames as blocks (converted to Arrow in a task each)."""
+    return _from_refs(dfs)
+
+
+def from_numpy_refs(ndarrays) -> MaterializedDataset:
+    """ObjectRefs of numpy arrays as blocks, column ``"data"``."""
+    return _from_refs(ndarrays)
+
+
+def from_arrow_refs(tables) -> MaterializedDataset:
+    """ObjectRefs of Arrow tables as blocks."""
+    return _from_refs(tables)
+
+
 __all__ = [
-    "from_arrow", "from_dask", "from_items", "from_numpy", "from_pandas", "range",
-    "range_tensor", "read_binary_files", "read_csv", "read_json", "read_parquet", "read_text",
+    "from_arrow", "from_arrow_refs", "from_dask", "from_items", "from_numpy", "from_numpy_refs",
+    "from_pandas", "from_pandas_refs", "range", "range_tensor", "read_binary_files", "read_csv",
+    "read_images", "read_json", "read_numpy", "read_parquet", "read_text",
 ]
