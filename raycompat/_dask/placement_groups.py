@@ -261,10 +261,11 @@ def remove(client, pg_id: str) -> None:
     hosts = sorted(set(rec.get("hosts") or []))
     if hosts:
         totals = {h: _sum(b for i, b in rec["bundles"].items() if rec["hosts"][int(i)] == h) for h in hosts}
+        table = _placement.workers(client, fresh=True)  # the reserving worker may be new
         if _driver.embedded_ledger() is not None:
-            workers = list(_placement.workers(client))
+            workers = list(table)
         else:
-            workers = [a for a, w in _placement.workers(client).items() if w["host"] in totals]
+            workers = [a for a, w in table.items() if w["host"] in totals]
         if workers:
             client.run(_remove_here, pg_id, totals, workers=workers, on_error="ignore")
     del ready  # its key goes once no ref holds it; a pending reservation sees the mark
