@@ -136,6 +136,12 @@ class Node:
     def known_num_rows(self) -> Optional[int]:
         return None
 
+    def repr_num_rows(self) -> Optional[int]:
+        """The row count the repr shows (Ray shows ``?`` for file reads it could count)."""
+        return None if source_of(self).rows_hidden_in_repr else self.known_num_rows()
+
+    rows_hidden_in_repr = False
+
 
 class ReadSource(Node):
     """Blocks read by ``read_tasks`` (picklable callables returning a table)."""

@@ -122,6 +122,6 @@ def dataset_repr(ds, materialized: bool) -> str:
     schema = ds._node.known_schema()
     if schema is None or not schema.names:
         return _summary(ds, materialized)
-    num_rows = ds._node.known_num_rows()
+    num_rows = ds._node.repr_num_rows()
     head, tail = _preview_rows(ds, num_rows) if materialized else ([], [])
     return _table(schema, num_rows, ds.name, materialized, head, tail)

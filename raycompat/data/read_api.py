@@ -123,6 +123,7 @@ def read_parquet(paths, *, columns=None, include_paths=False, **kwargs) -> Datas
     source = ds._node
     schema, rows = _files.parquet_footer([t.path for t in source.read_tasks], columns, include_paths)
     source.schema, source.num_rows = schema, rows
+    source.rows_hidden_in_repr = True  # Ray's repr says "shape: (?, n)" before reading
     return ds
 
 
