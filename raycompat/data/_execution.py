@@ -185,12 +185,17 @@ class RefSource(Node):
 class MapStage(Node):
     """Row/batch operations fused into one task per block (with the read, if any)."""
 
-    def __init__(self, input: Node, ops: tuple, remote_args: Optional[dict] = None):
+    def __init__(self, input: Node, ops: tuple, remote_args: Optional[dict] = None, max_in_flight: Optional[int] = None):
         self.inputs, self.ops, self.remote_args = (input,), tuple(ops), dict(remote_args or {})
+        self.max_in_flight = max_in_flight
         self.name = "->".join(op.name for op in ops)
 
-    def fused_with(self, op, remote_args) -> "MapStage":
-        return MapStage(self.inputs[0], self.ops + (op,), self.remote_args)
+    def fuses_with(self, remote_args, max_in_flight) -> bool:
+        """Ray fuses only operators with the same resources (and concurrency)."""
+        return self.remote_args == remote_args and self.max_in_flight == max_in_flight
+
+    def fused_with(self, op) -> "MapStage":
+        return MapStage(self.inputs[0], self.ops + (op,), self.remote_args, self.max_in_flight)
 
     def _bundle_rows(self) -> Optional[int]:
         """Ray bundles blocks smaller than the first ``map_batches``' batch size until
@@ -201,6 +206,19 @@ class MapStage(Node):
         return None
 
     def stream(self):
+        if not self.max_in_flight:
+            yield from self._submitted()
+            return
+        # ``concurrency=n`` for a function: at most n of this stage's tasks run at once.
+        running: collections.deque = collections.deque()
+        for b in self._submitted():
+            running.append(b)
+            yield b
+            while len(running) >= self.max_in_flight:
+                oldest = running.popleft()
+                raycompat.wait([oldest.ref], fetch_local=False)
+
+    def _submitted(self):
         source, bundle = self.inputs[0], self._bundle_rows()
         if isinstance(source, ReadSource):
             name = f"{source.name}->{self.name}"

@@ -69,52 +69,22 @@ class Dataset:
     def _with(self, node: ex.Node, cls=None) -> "Dataset":
         return (cls or Dataset)(node, self._stats)
 
-    def _map(self, op: _ops.Op, remote_args: Optional[dict] = None) -> "Dataset":
+    def _map(self, op: _ops.Op, remote_args: Optional[dict] = None, concurrency=None) -> "Dataset":
         node = self._node
         remote_args = remote_args or {}
-        if isinstance(node, ex.MapStage) and node.remote_args == remote_args:
-            return self._with(node.fused_with(op, remote_args))
-        if isinstance(node, _actor_pool.ActorMapStage):
+        max_in_flight = concurrency if isinstance(concurrency, int) else None
+        if isinstance(node, ex.MapStage) and node.fuses_with(remote_args, max_in_flight):
             return self._with(node.fused_with(op))
-        return self._with(ex.MapStage(node, (op,), remote_args))
+        if isinstance(node, _actor_pool.ActorMapStage) and not remote_args and max_in_flight is None:
+            return self._with(node.fused_with(op))
+        return self._with(ex.MapStage(node, (op,), remote_args, max_in_flight))
 
-    def map(self, fn, *, compute=None, fn_args=None, fn_kwargs=None, fn_constructor_args=None,
-            fn_constructor_kwargs=None, num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
-        """``fn(row) -> row`` on every row (a dict in, a dict out)."""
-        return self._map(_ops.MapRows(fn, fn_args, fn_kwargs), _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
-
-    def flat_map(self, fn, *, compute=None, fn_args=None, fn_kwargs=None, fn_constructor_args=None,
-                 fn_constructor_kwargs=None, num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
-        """``fn(row) -> list of rows`` on every row."""
-        return self._map(_ops.FlatMap(fn, fn_args, fn_kwargs), _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
-
-    def filter(self, fn=None, expr=None, *, compute=None, fn_args=None, fn_kwargs=None, fn_constructor_args=None,
-               fn_constructor_kwargs=None, num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
-        """The rows for which ``fn(row)`` is true, or the expression ``expr`` holds
-        (an ``expressions`` tree, or a string such as ``"id > 3"``)."""
-        if expr is not None:
-            if fn is not None:
-                raise ValueError("Exactly one of 'fn' or 'expr' must be provided.")
-            tree = expressions.parse(expr) if isinstance(expr, str) else expr
-            return self._map(_ops.FilterExpr(tree), _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
-        return self._map(_ops.Filter(fn, fn_args, fn_kwargs), _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
-
-    def map_batches(self, fn, *, batch_size="default", compute=None, batch_format="default", zero_copy_batch=True,
-                    fn_args=None, fn_kwargs=None, fn_constructor_args=None, fn_constructor_kwargs=None,
-                    num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
-        """``fn(batch) -> batch`` on batches of ``batch_size`` rows of each block.
-
-        A function runs in the block's fused task; a callable class runs on a pool of
-        raycompat actors (``concurrency=n`` or ``compute=ActorPoolStrategy(size=n)``),
-        each constructing the class once with ``fn_constructor_args/kwargs``.
-        """
-        if batch_size == "default":
-            batch_size = None
-        remote_args = _remote_args(num_cpus, num_gpus, memory, **ray_remote_args)
+    def _udf(self, op: _ops.Op, fn, compute, concurrency, ctor_args, ctor_kwargs, remote_args) -> "Dataset":
+        """A user function as a fused task step, or a callable class on an actor pool."""
         if isinstance(fn, type):
-            op = _ops.MapBatches(None, batch_size, batch_format, fn_args, fn_kwargs, name=f"MapBatches({fn.__name__})")
-            stage = _actor_pool.ActorMapStage(self._node, fn, fn_constructor_args or (), fn_constructor_kwargs or {},
-                                              (op,), _actor_pool.pool_size(compute, concurrency), remote_args)
+            op.fn = None  # each actor puts its own instance here
+            stage = _actor_pool.ActorMapStage(self._node, fn, ctor_args or (), ctor_kwargs or {}, (op,),
+                                              _actor_pool.pool_size(compute, concurrency), remote_args)
             return self._with(stage)
         if isinstance(compute, _actor_pool.ActorPoolStrategy) or compute == "actors":
             raise ValueError(
@@ -123,7 +93,53 @@ class Dataset:
                 "this error, pass a TaskPoolStrategy to compute or None to use the default "
                 "compute strategy."
             )
-        return self._map(_ops.MapBatches(fn, batch_size, batch_format, fn_args, fn_kwargs), remote_args)
+        if isinstance(concurrency, tuple):
+            raise ValueError(
+                f"``concurrency`` is set as a tuple of integers, but ``fn`` is not a callable "
+                f"class: {fn}. Use ``concurrency=n`` to control maximum number of workers to use."
+            )
+        return self._map(op, remote_args, concurrency)
+
+    def map(self, fn, *, compute=None, fn_args=None, fn_kwargs=None, fn_constructor_args=None,
+            fn_constructor_kwargs=None, num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
+        """``fn(row) -> row`` on every row (a dict in, a dict out)."""
+        return self._udf(_ops.MapRows(fn, fn_args, fn_kwargs), fn, compute, concurrency, fn_constructor_args,
+                         fn_constructor_kwargs, _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
+
+    def flat_map(self, fn, *, compute=None, fn_args=None, fn_kwargs=None, fn_constructor_args=None,
+                 fn_constructor_kwargs=None, num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
+        """``fn(row) -> list of rows`` on every row."""
+        return self._udf(_ops.FlatMap(fn, fn_args, fn_kwargs), fn, compute, concurrency, fn_constructor_args,
+                         fn_constructor_kwargs, _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
+
+    def filter(self, fn=None, expr=None, *, compute=None, fn_args=None, fn_kwargs=None, fn_constructor_args=None,
+               fn_constructor_kwargs=None, num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
+        """The rows for which ``fn(row)`` is true, or the expression ``expr`` holds
+        (an ``expressions`` tree, or a string such as ``"id > 3"``)."""
+        remote_args = _remote_args(num_cpus, num_gpus, memory, **ray_remote_args)
+        if expr is not None:
+            if fn is not None:
+                raise ValueError("Exactly one of 'fn' or 'expr' must be provided.")
+            tree = expressions.parse(expr) if isinstance(expr, str) else expr
+            return self._map(_ops.FilterExpr(tree), remote_args, concurrency)
+        return self._udf(_ops.Filter(fn, fn_args, fn_kwargs), fn, compute, concurrency, fn_constructor_args,
+                         fn_constructor_kwargs, remote_args)
+
+    def map_batches(self, fn, *, batch_size="default", compute=None, batch_format="default", zero_copy_batch=True,
+                    fn_args=None, fn_kwargs=None, fn_constructor_args=None, fn_constructor_kwargs=None,
+                    num_cpus=None, num_gpus=None, memory=None, concurrency=None, **ray_remote_args) -> "Dataset":
+        """``fn(batch) -> batch`` on batches of ``batch_size`` rows of each block.
+
+        A function runs in the block's fused task (``concurrency=n``: at most n at once); a
+        callable class runs on a pool of raycompat actors (``concurrency=n`` or
+        ``compute=ActorPoolStrategy(size=n)``), each constructing it once with
+        ``fn_constructor_args/kwargs``.
+        """
+        if batch_size == "default":
+            batch_size = None
+        op = _ops.MapBatches(fn, batch_size, batch_format, fn_args, fn_kwargs)
+        return self._udf(op, fn, compute, concurrency, fn_constructor_args, fn_constructor_kwargs,
+                         _remote_args(num_cpus, num_gpus, memory, **ray_remote_args))
 
     def add_column(self, col: str, fn, *, batch_format="pandas", compute=None, concurrency=None, **ray_remote_args) -> "Dataset":
         """A new column ``col`` computed by ``fn(batch)`` (a pandas batch by default)."""
