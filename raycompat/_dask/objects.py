@@ -9,6 +9,7 @@ cancels its Dask future.
 from __future__ import annotations
 
 import os
+import time
 
 import distributed
 from distributed import Future
@@ -44,10 +45,29 @@ def put(value, *, _owner=None) -> ObjectRef:
     in_worker = _context.current_task() is not None
     key = keys.put_key(in_worker)
     workers = [distributed.get_worker().address] if in_worker else None
-    fut = client.scatter({key: sealed}, workers=workers, hash=False)[key]
+    fut = _scatter(client, key, sealed, workers)
     # The refs inside live as long as the object (``value`` holds them until now).
     references.contain(client, fut.key, inner)
     return ObjectRef(fut, None, None)
+
+
+#: Tries of a driver's ``put`` whose scatter met a worker dying meanwhile.
+_SCATTER_TRIES = 5
+
+
+def _scatter(client, key, sealed, workers) -> Future:
+    """Store ``sealed`` under ``key``. A worker that dies while the scheduler hands it the
+    object fails the scheduler's scatter, and Dask answers by closing the connection; a
+    driver's ``put`` then tries again (another worker, or the one its nanny restarts), as
+    Ray's ``put`` does not fail for a worker's death. A lost scheduler is not retried."""
+    for attempt in range(_SCATTER_TRIES):
+        try:
+            return client.scatter({key: sealed}, workers=workers, hash=False)[key]
+        except OSError:  # CommClosedError among them
+            if workers or attempt == _SCATTER_TRIES - 1 or _driver.lost_scheduler(client) is not None:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 @interrupts.api_call
