@@ -241,9 +241,11 @@ def test_actor_pool_strategy_repr(ray):
 
 
 DATA_NAMES = [
-    "ActorPoolStrategy", "DataContext", "DataIterator", "Dataset", "Schema", "from_arrow",
-    "from_dask", "from_items", "from_numpy", "from_pandas", "range", "range_tensor",
-    "read_binary_files", "read_csv", "read_json", "read_parquet", "read_text",
+    "ActorPoolStrategy", "DataContext", "DataIterator", "Dataset", "DatasetContext",
+    "ExecutionOptions", "ExecutionResources", "Schema", "TaskPoolStrategy", "from_arrow",
+    "from_arrow_refs", "from_blocks", "from_dask", "from_items", "from_numpy", "from_numpy_refs",
+    "from_pandas", "from_pandas_refs", "range", "range_tensor", "read_binary_files", "read_csv",
+    "read_images", "read_json", "read_numpy", "read_parquet", "read_text",
 ]
 
 
@@ -304,3 +306,12 @@ def test_argument_errors(ray):
         ds.groupby("x").count().take_all()
     with pytest.raises(ValueError, match="as your UDF with the compute ActorPoolStrategy"):
         ds.map_batches(lambda b: b, compute=ray.data.ActorPoolStrategy(size=1)).take_all()
+
+
+def test_strategy_reprs_and_context_alias(ray):
+    """Ray: TaskPoolStrategy(size=2) repr; DatasetContext is DataContext."""
+    assert repr(ray.data.TaskPoolStrategy(size=2)) == "TaskPoolStrategy(size=2)"
+    assert ray.data.DatasetContext is ray.data.DataContext
+    ds = ray.data.range(4).map_batches(lambda b: b, compute=ray.data.TaskPoolStrategy(size=1))
+    assert sorted(r["id"] for r in ds.take_all()) == [0, 1, 2, 3]
+    assert ray.data.from_blocks([pa.table({"x": [1]}), pa.table({"x": [2]})]).take_all() == [{"x": 1}, {"x": 2}]

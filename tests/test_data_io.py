@@ -111,3 +111,18 @@ def test_from_refs(ray):
     assert ray.data.from_pandas_refs(df_ref).take_all() == [{"a": 1}, {"a": 2}]
     assert ray.data.from_numpy_refs([ray.put(np.array([5, 6]))]).take_all() == [{"data": 5}, {"data": 6}]
     assert ray.data.from_arrow_refs(ray.put(pa.table({"x": [1]}))).take_all() == [{"x": 1}]
+
+
+def test_example_data_pipeline(ray):
+    """examples/data_pipeline.py runs (small) and counts the rows it wrote back."""
+    from pathlib import Path
+
+    from conftest import run_script
+
+    source = (Path(__file__).resolve().parent.parent / "examples" / "data_pipeline.py").read_text()
+    # The engine under test (run_script sets RAYCOMPAT_TEST_ENGINE): the same program on both.
+    engine = "import importlib, os; ray = importlib.import_module(os.environ['RAYCOMPAT_TEST_ENGINE'])"
+    source = source.replace("import raycompat as ray", engine)
+    result = run_script("import sys; sys.argv = ['data_pipeline.py', '1000']\n" + source, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "900"

@@ -286,3 +286,40 @@ def test_with_column_and_filter_expressions(ray):
     assert _ids(ds.filter(expr=E.col("id").is_in([0, 5])).take_all()) == [0, 5]
     # Ray maps "/" to Arrow's divide: integer division on int64 columns.
     assert sorted(r["h"] for r in ds.with_column("h", E.col("id") / 2).take_all()) == [0, 0, 1, 1, 2, 2]
+
+
+def test_function_concurrency_bounds_tasks_in_flight(ray, tmp_path):
+    """concurrency=1 on a function: its tasks never overlap (each marks itself running in a
+    directory and records how many it saw)."""
+    import os
+    import time
+
+    def step(batch):
+        me = os.path.join(str(tmp_path), f"run-{batch['id'][0]}")
+        open(me, "w").close()
+        seen = len([f for f in os.listdir(str(tmp_path)) if f.startswith("run-")])
+        time.sleep(0.2)  # widen the window in which a second task could overlap
+        os.remove(me)
+        return {"seen": np.array([seen])}
+
+    out = ray.data.range(4, override_num_blocks=4).map_batches(step, concurrency=1).take_all()
+    assert [r["seen"] for r in out] == [1, 1, 1, 1]
+
+
+def test_callable_class_in_map_and_filter(ray):
+    """Ray runs callable classes given to map/filter/flat_map on actors too."""
+
+    class Offset:
+        def __init__(self, k):
+            self.k = k
+
+        def __call__(self, row):
+            return {"id": row["id"] + self.k}
+
+    class Even:
+        def __call__(self, row):
+            return row["id"] % 2 == 0
+
+    ds = ray.data.range(4)
+    assert _ids(ds.map(Offset, fn_constructor_args=(10,), concurrency=1).take_all()) == [10, 11, 12, 13]
+    assert _ids(ds.filter(Even, concurrency=1).take_all()) == [0, 2]

@@ -24,14 +24,15 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from raycompat.data import aggregate, expressions  # noqa: F401 - Ray's submodules
-from raycompat.data._actor_pool import ActorPoolStrategy
-from raycompat.data.context import DataContext
+from raycompat.data._actor_pool import ActorPoolStrategy, TaskPoolStrategy
+from raycompat.data.context import DataContext, DatasetContext, ExecutionOptions, ExecutionResources
 from raycompat.data import grouped_data  # noqa: F401 - Ray's ray.data.grouped_data
 from raycompat.data.dataset import Dataset, Schema
 from raycompat.data.iterator import DataIterator
 from raycompat.data.read_api import (
     from_arrow,
     from_arrow_refs,
+    from_blocks,
     from_dask,
     from_items,
     from_numpy,
@@ -49,16 +50,21 @@ from raycompat.data.read_api import (
     read_text,
 )
 
-ActorPoolStrategy.__module__ = __name__
+ActorPoolStrategy.__module__ = TaskPoolStrategy.__module__ = __name__
 
 __all__ = [
     "ActorPoolStrategy",
     "DataContext",
     "DataIterator",
     "Dataset",
+    "DatasetContext",
+    "ExecutionOptions",
+    "ExecutionResources",
     "Schema",
+    "TaskPoolStrategy",
     "from_arrow",
     "from_arrow_refs",
+    "from_blocks",
     "from_dask",
     "from_items",
     "from_numpy",

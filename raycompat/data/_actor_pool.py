@@ -59,6 +59,23 @@ class ActorPoolStrategy:
         )
 
 
+class TaskPoolStrategy:
+    """Functions as tasks, at most ``size`` at once (Ray's ``ray.data.TaskPoolStrategy``)."""
+
+    def __init__(self, size: Optional[int] = None):
+        if size is not None and size < 1:
+            raise ValueError("`size` must be >= 1", size)
+        self.size = size
+
+    def __eq__(self, other):
+        return (isinstance(other, TaskPoolStrategy) and self.size == other.size) or (
+            other == "tasks" and self.size is None
+        )
+
+    def __repr__(self):
+        return f"TaskPoolStrategy(size={self.size})"
+
+
 def pool_size(compute, concurrency) -> int:
     if isinstance(compute, ActorPoolStrategy):
         bound = compute.max_size if compute.max_size != float("inf") else max(compute.min_size, ex.cluster_cpus())
@@ -107,9 +124,7 @@ class ActorMapStage(ex.Node):
             for i, b in enumerate(upstream):
                 table_ref, meta_ref = actors[i % size].process.remote(b.ref)
                 out.append(ex.BlockRef(table_ref, meta_ref))
-            raycompat.wait([b.ref for b in out], num_returns=len(out), fetch_local=False)
-            for b in out:
-                b.meta  # noqa: B018 - a failed call raises here, before its actor goes
+            ex.metas(out)  # a failed call raises here, before its actor goes
         finally:
             for a in actors:
                 raycompat.kill(a)

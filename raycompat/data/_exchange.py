@@ -25,11 +25,19 @@ def _as_list(refs, n):
 
 
 # Map side ------------------------------------------------------------------------------
+def _partition(table, dest, n):
+    """The table's rows split by their destination ``dest`` (one stable sort, then slices)."""
+    if n == 1:
+        return table
+    dest = np.asarray(dest, dtype=np.int64)
+    order = np.argsort(dest, kind="stable")
+    ordered = table.take(pa.array(order))
+    edges = np.concatenate([[0], np.cumsum(np.bincount(dest, minlength=n))])
+    return tuple(ordered.slice(int(a), int(b - a)) for a, b in zip(edges[:-1], edges[1:]))
+
+
 def _split_random(table, n, seed):
-    rng = np.random.default_rng(seed)
-    dest = rng.integers(0, n, table.num_rows)
-    parts = [table.filter(pa.array(dest == i)) for i in range(n)]
-    return parts[0] if n == 1 else tuple(parts)
+    return _partition(table, np.random.default_rng(seed).integers(0, n, table.num_rows), n)
 
 
 def _hash_of(table, keys) -> np.ndarray:
@@ -40,9 +48,8 @@ def _hash_of(table, keys) -> np.ndarray:
 
 
 def _split_hash(table, keys, n):
-    dest = _hash_of(table, keys) % n if table.num_rows else np.zeros(0, dtype=np.uint64)
-    parts = [table.filter(pa.array(dest == i)) for i in range(n)]
-    return parts[0] if n == 1 else tuple(parts)
+    dest = _hash_of(table, keys) % np.uint64(n) if table.num_rows else np.zeros(0, dtype=np.uint64)
+    return _partition(table, dest, n)
 
 
 def _split_range(table, key, boundaries, descending):
@@ -51,8 +58,7 @@ def _split_range(table, key, boundaries, descending):
     n = len(boundaries) + 1
     if descending:
         dest = n - 1 - dest
-    parts = [table.filter(pa.array(dest == i)) for i in range(n)]
-    return parts[0] if n == 1 else tuple(parts)
+    return _partition(table, dest, n)
 
 
 def _sample(table, key, k):
@@ -78,6 +84,8 @@ def _reduce(finish, *parts):
 
 
 _reduce_r = raycompat.remote(num_returns=2)(_reduce)
+
+
 def _slices_block(spec, *tables):
     return ex.timed(lambda: _slices(spec, *tables))
 
@@ -95,7 +103,7 @@ def _reduce_all(name, finish, pieces_by_output) -> list:
 
 def check_columns(blocks, keys) -> None:
     """Ray's error for a sort or groupby key the data does not have (raised in the driver)."""
-    schema = next((b.meta.schema for b in blocks if b.meta.num_rows), None)
+    schema = next((m.schema for m in ex.metas(blocks) if m.num_rows), None)
     if schema is None:
         return
     for k in keys:
@@ -117,7 +125,7 @@ def _exchange(blocks, n, split_remote, split_args, name, finish) -> list:
 # Operations ------------------------------------------------------------------------------
 def repartition(blocks, n) -> list:
     """``n`` blocks of (almost) equal row counts, rows in order."""
-    total = sum(b.meta.num_rows for b in blocks)
+    total = sum(m.num_rows for m in ex.metas(blocks))
     return _cut(blocks, np.linspace(0, total, n + 1).astype(int))
 
 
@@ -127,7 +135,7 @@ def repartition_to(blocks, counts) -> list:
 
 
 def _cut(blocks, edges) -> list:
-    counts = [b.meta.num_rows for b in blocks]
+    counts = [m.num_rows for m in ex.metas(blocks)]
     starts = np.concatenate([[0], np.cumsum(counts)])
     out = []
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -157,7 +165,7 @@ def random_shuffle(blocks, seed=None, n=None) -> list:
     if not blocks:
         return []
     n = n or len(blocks)
-    base = np.random.SeedSequence(seed).generate_state(2 * len(blocks) + n + 1)
+    base = np.random.SeedSequence(seed).generate_state(len(blocks) + 1)
     out = _exchange(blocks, n, _split_random_r, lambda i: (n, int(base[i])), "RandomShuffle", _Shuffled(int(base[-1])))
     return out
 
@@ -287,7 +295,7 @@ _zip_r = raycompat.remote(num_returns=2)(_zip_tables)
 def zip_blocks(parts: list) -> list:
     """``zip``: the other datasets' rows cut to the first's block sizes, then one task per
     block puts the columns side by side (a repeated name gets ``_1``, ``_2``..., as in Ray)."""
-    counts = [b.meta.num_rows for b in parts[0]]
+    counts = [m.num_rows for m in ex.metas(parts[0])]
     aligned = [parts[0]] + [repartition_to(p, counts) for p in parts[1:]]
     out = []
     for i in range(len(counts)):

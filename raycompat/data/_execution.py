@@ -42,6 +42,15 @@ class BlockRef:
         return self._meta
 
 
+def metas(blocks) -> list:
+    """The blocks' metadata, fetched in one ``get`` for those not known yet."""
+    pending = [b for b in blocks if not isinstance(b._meta, _blocks.BlockMetadata)]
+    if pending:
+        for b, meta in zip(pending, raycompat.get([b._meta for b in pending])):
+            b._meta = meta
+    return [b._meta for b in blocks]
+
+
 def timed(fn, *args):
     start = time.perf_counter()
     table = fn(*args)
@@ -173,13 +182,14 @@ class RefSource(Node):
         return iter(self.blocks)
 
     def known_schema(self):
+        metas(self.blocks)
         for b in self.blocks:
             if b.meta.schema is not None and b.meta.num_rows:
                 return b.meta.schema
         return self.blocks[0].meta.schema if self.blocks else None
 
     def known_num_rows(self):
-        return sum(b.meta.num_rows for b in self.blocks)
+        return sum(m.num_rows for m in metas(self.blocks))
 
 
 class MapStage(Node):

@@ -99,3 +99,7 @@ class DataContext:
 
     def remove_config(self, key) -> None:
         self.__dict__.pop(key, None)
+
+
+#: Ray's older name for DataContext.
+DatasetContext = DataContext

@@ -98,6 +98,8 @@ class Dataset:
                 f"``concurrency`` is set as a tuple of integers, but ``fn`` is not a callable "
                 f"class: {fn}. Use ``concurrency=n`` to control maximum number of workers to use."
             )
+        if isinstance(compute, _actor_pool.TaskPoolStrategy) and compute.size is not None:
+            concurrency = compute.size
         return self._map(op, remote_args, concurrency)
 
     def map(self, fn, *, compute=None, fn_args=None, fn_kwargs=None, fn_constructor_args=None,
@@ -219,7 +221,7 @@ class Dataset:
             raise ValueError(f"The number of splits {n} is not positive.")
         blocks = self._blocks()
         if equal or len(blocks) < n:
-            total = sum(b.meta.num_rows for b in blocks)
+            total = sum(m.num_rows for m in ex.metas(blocks))
             per = total // n if equal else None
             edges = [i * per for i in range(n + 1)] if equal else list(np.linspace(0, total, n + 1).astype(int))
             return self._split_rows(blocks, edges)
@@ -232,12 +234,12 @@ class Dataset:
         if indices and indices[0] < 0:
             raise ValueError("indices must be positive")
         blocks = self._blocks()
-        total = sum(b.meta.num_rows for b in blocks)
+        total = sum(m.num_rows for m in ex.metas(blocks))
         edges = [0] + [min(i, total) for i in indices] + [total]
         return self._split_rows(blocks, edges)
 
     def _split_rows(self, blocks, edges) -> List["MaterializedDataset"]:
-        out, starts = [], np.concatenate([[0], np.cumsum([b.meta.num_rows for b in blocks])])
+        out, starts = [], np.concatenate([[0], np.cumsum([m.num_rows for m in ex.metas(blocks)])])
         for lo, hi in zip(edges[:-1], edges[1:]):
             parts = []
             for b, s, e in zip(blocks, starts[:-1], starts[1:]):
@@ -319,7 +321,7 @@ class Dataset:
         known = self._node.known_num_rows()
         if known is not None:
             return known
-        return sum(b.meta.num_rows for b in self._blocks())
+        return sum(m.num_rows for m in ex.metas(self._blocks()))
 
     def schema(self, fetch_if_missing: bool = True) -> Optional[Schema]:
         schema = self._node.known_schema()
@@ -341,7 +343,7 @@ class Dataset:
         return len(self._blocks())
 
     def size_bytes(self) -> int:
-        return sum(b.meta.size_bytes or 0 for b in self._blocks())
+        return sum(m.size_bytes or 0 for m in ex.metas(self._blocks()))
 
     def input_files(self) -> List[str]:
         source = ex.source_of(self._node)

@@ -84,6 +84,11 @@ def from_items(items: list, *, parallelism: int = -1, override_num_blocks=None) 
     return _materialized(tables)
 
 
+def from_blocks(blocks: list) -> MaterializedDataset:
+    """Each block (an Arrow table or a pandas DataFrame) as one block, unchanged in number."""
+    return _materialized([b if isinstance(b, pa.Table) else _blocks.table_from_pandas(b.reset_index(drop=True)) for b in blocks])
+
+
 def from_pandas(dfs, override_num_blocks=None) -> MaterializedDataset:
     """One block per DataFrame (its index dropped)."""
     import pandas as pd
@@ -209,7 +214,7 @@ def from_arrow_refs(tables) -> MaterializedDataset:
 
 
 __all__ = [
-    "from_arrow", "from_arrow_refs", "from_dask", "from_items", "from_numpy", "from_numpy_refs",
+    "from_arrow", "from_arrow_refs", "from_blocks", "from_dask", "from_items", "from_numpy", "from_numpy_refs",
     "from_pandas", "from_pandas_refs", "range", "range_tensor", "read_binary_files", "read_csv",
     "read_images", "read_json", "read_numpy", "read_parquet", "read_text",
 ]
