@@ -21,6 +21,7 @@ from raycompat.data import _actor_pool, _blocks, _exchange, _files, _ops, _repr
 from raycompat.data import _execution as ex
 from raycompat.data import aggregate as agg_mod
 from raycompat.data import expressions
+from raycompat.data._ignored import warn_ignored
 from raycompat.data.context import DataContext
 from raycompat.data.iterator import DataIterator, batches_of
 
@@ -181,6 +182,7 @@ class Dataset:
 
     # all-to-all ------------------------------------------------------------------------
     def repartition(self, num_blocks: int, *, shuffle: bool = False, keys=None, sort=False, **kwargs) -> "Dataset":
+        warn_ignored("repartition", {"keys": keys, "sort": sort or None, **kwargs})
         if shuffle:
             return self._with(ex.AllToAll(self._node, "Repartition", lambda bs: _exchange.random_shuffle(bs, None, num_blocks)))
         return self._with(ex.AllToAll(self._node, "Repartition", lambda bs: _exchange.repartition(bs, num_blocks)))
@@ -409,14 +411,17 @@ class Dataset:
     # writing ---------------------------------------------------------------------------
     def write_parquet(self, path: str, **kwargs) -> None:
         """One Parquet file per block in the directory ``path``."""
+        warn_ignored("write_parquet", kwargs)
         _files.write(self._blocks(), path, "parquet")
 
     def write_csv(self, path: str, **kwargs) -> None:
         """One CSV file per block in the directory ``path``."""
+        warn_ignored("write_csv", kwargs)
         _files.write(self._blocks(), path, "csv")
 
     def write_json(self, path: str, **kwargs) -> None:
         """One JSON-lines file per block in the directory ``path``."""
+        warn_ignored("write_json", kwargs)
         _files.write(self._blocks(), path, "json")
 
     # introspection ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ import raycompat
 from raycompat._dask import data_bridge
 from raycompat.data import _blocks, _files
 from raycompat.data import _execution as ex
+from raycompat.data._ignored import warn_ignored
 from raycompat.data.dataset import Dataset, MaterializedDataset
 
 
@@ -123,6 +124,7 @@ def _read(name, paths, kind, include_paths=False, suffixes=None, **options) -> D
 def read_parquet(paths, *, columns=None, include_paths=False, **kwargs) -> Dataset:
     """One block per Parquet file; the row count and schema come from the files' footers,
     read here as Ray reads them before running anything."""
+    warn_ignored("read_parquet", kwargs)
     opts = {"columns": columns} if columns is not None else {}
     ds = _read("ReadParquet", paths, "parquet", include_paths, (".parquet",), **opts)
     source = ds._node
@@ -133,37 +135,42 @@ def read_parquet(paths, *, columns=None, include_paths=False, **kwargs) -> Datas
 
 
 def read_csv(paths, *, include_paths=False, **arrow_csv_args) -> Dataset:
-    return _read("ReadCSV", paths, "csv", include_paths, (".csv",), **_arrow_opts(arrow_csv_args))
+    return _read("ReadCSV", paths, "csv", include_paths, (".csv",), **_arrow_opts(arrow_csv_args, "read_csv"))
 
 
 def read_json(paths, *, include_paths=False, lines=None, **arrow_json_args) -> Dataset:
     """JSON lines files (one object per line)."""
-    return _read("ReadJSON", paths, "json", include_paths, (".json", ".jsonl"), **_arrow_opts(arrow_json_args))
+    return _read("ReadJSON", paths, "json", include_paths, (".json", ".jsonl"), **_arrow_opts(arrow_json_args, "read_json"))
 
 
-def _arrow_opts(kw: dict) -> dict:
+def _arrow_opts(kw: dict, api: str) -> dict:
     allowed = {"read_options", "parse_options", "convert_options"}
+    warn_ignored(api, {k: v for k, v in kw.items() if k not in allowed})
     return {k: v for k, v in kw.items() if k in allowed}
 
 
 def read_text(paths, *, encoding: str = "utf-8", drop_empty_lines: bool = True, include_paths=False, **kwargs) -> Dataset:
     """One row per line, column ``"text"``."""
+    warn_ignored("read_text", kwargs)
     return _read("ReadText", paths, "text", include_paths, None, encoding=encoding, drop_empty_lines=drop_empty_lines)
 
 
 def read_binary_files(paths, *, include_paths: bool = False, **kwargs) -> Dataset:
     """One row per file, column ``"bytes"`` (and ``"path"`` with ``include_paths``)."""
+    warn_ignored("read_binary_files", kwargs)
     return _read("ReadBinary", paths, "binary", include_paths)
 
 
 def read_numpy(paths, *, include_paths: bool = False, **kwargs) -> Dataset:
     """``.npy`` files, one row per first-axis entry, column ``"data"``."""
+    warn_ignored("read_numpy", kwargs)
     return _read("ReadNumpy", paths, "numpy", include_paths, (".npy",))
 
 
 def read_images(paths, *, size=None, mode=None, include_paths: bool = False, **kwargs) -> Dataset:
     """One row per image file, column ``"image"`` (an ``H x W x C`` uint8 array), resized to
     ``size=(height, width)`` and converted to Pillow ``mode`` when given. Needs Pillow."""
+    warn_ignored("read_images", kwargs)
     return _read("ReadImage", paths, "image", include_paths,
                  (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"), size=size, mode=mode)
 

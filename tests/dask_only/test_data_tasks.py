@@ -57,3 +57,20 @@ def test_missing_pyarrow_says_what_to_install():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "ERR raycompat.data needs pyarrow and pandas (pyarrow is missing): pip install 'raycompat[data]'" in out.stdout, out
+
+
+def test_arguments_raycompat_does_not_act_on_are_warned_about(ray, tmp_path):
+    """A Ray Data argument raycompat.data accepts but ignores (here a
+    partitioning scheme and a file-name provider) is named in a warning, once; Ray acts
+    on them. The data is still read and written."""
+    import warnings
+
+    ray.data.range(4).write_parquet(str(tmp_path / "in"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = ray.data.read_parquet(str(tmp_path / "in"), partitioning="hive-like")
+        ds.write_csv(str(tmp_path / "out"), filename_provider=object())
+    texts = [str(w.message) for w in caught]
+    assert "raycompat.data ignores these read_parquet arguments: partitioning." in texts
+    assert "raycompat.data ignores these write_csv arguments: filename_provider." in texts
+    assert sorted(r["id"] for r in ray.data.read_csv(str(tmp_path / "out")).take_all()) == [0, 1, 2, 3]
