@@ -97,6 +97,20 @@ def test_user_error_is_a_user_code_exception(ray):
         assert "boom" in str(info.value)
 
 
+def test_materialize_runs_the_plan_and_raises_its_error(ray):
+    """Ray 2.60 (checked): ``materialize()`` executes the whole plan, so a UDF's error is
+    raised by ``materialize`` itself (RayTaskError(UserCodeException)), not later."""
+
+    def fails_on_three(row):
+        if row["id"] == 3:
+            raise KeyError("boom")
+        return row
+
+    with pytest.raises(ray.exceptions.UserCodeException, match="UDF failed to process a data block."):
+        ray.data.range(8, override_num_blocks=4).map(fails_on_three).materialize()
+    assert ray.data.range(8, override_num_blocks=4).map(lambda r: r).materialize().count() == 8
+
+
 def test_select_missing_column(ray):
     """Ray: selecting a missing column fails when run, as a UserCodeException."""
     with pytest.raises(ray.exceptions.UserCodeException):

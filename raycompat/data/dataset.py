@@ -352,8 +352,10 @@ class Dataset:
         return [t.path for t in getattr(source, "read_tasks", []) if hasattr(t, "path")]
 
     def materialize(self) -> "MaterializedDataset":
+        """Run the plan to the end, as Ray does: a UDF's error is raised here."""
         blocks = self._blocks()
         raycompat.wait([b.ref for b in blocks], num_returns=len(blocks), fetch_local=False)
+        ex.metas(blocks)  # each block's task also made its metadata: raises its error
         return MaterializedDataset(ex.RefSource(blocks), self._stats)
 
     def to_pandas(self, limit: Optional[int] = None):
