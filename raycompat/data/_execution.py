@@ -379,6 +379,27 @@ def plan_lines(node: Node) -> list:
     return names
 
 
+#: Ray's physical operator for each kind of plan node (its execution-plan log line).
+_OPERATORS = {"MapStage": "TaskPoolMapOperator", "ReadSource": "TaskPoolMapOperator", "Limit": "LimitOperator",
+              "AllToAll": "AllToAllOperator", "Union": "UnionOperator", "Combine": "ZipOperator",
+              "ActorMapStage": "ActorPoolMapOperator"}
+
+
+def operator_chain(node: Node) -> list:
+    """Ray's operators for the plan, source first (``TaskPoolMapOperator[ReadRange->Map(f)]``)."""
+    chain = []
+    while node.inputs or isinstance(node, ReadSource):
+        kind = _OPERATORS.get(type(node).__name__, type(node).__name__)
+        if isinstance(node, MapStage) and isinstance(node.inputs[0], ReadSource):
+            chain.append(f"{kind}[{node.inputs[0].name}->{node.name}]")  # fused with its read
+            break
+        chain.append(f"{kind}[{node.name}]")
+        if len(node.inputs) != 1:
+            break
+        node = node.inputs[0]
+    return list(reversed(chain))
+
+
 def execute(node: Node, stats: Optional[Stats] = None) -> list:
     """Every block of the plan (submitted; they may still be running)."""
     started = time.perf_counter()

@@ -22,6 +22,7 @@ from raycompat.data import _execution as ex
 from raycompat.data import aggregate as agg_mod
 from raycompat.data import expressions
 from raycompat.data._ignored import warn_ignored
+from raycompat.data._progress import DatasetProgress
 from raycompat.data.context import DataContext
 from raycompat.data.iterator import DataIterator, batches_of
 
@@ -276,10 +277,19 @@ class Dataset:
 
     def _tables(self) -> Iterator[pa.Table]:
         started, seen = time.perf_counter(), []
-        for b in ex.prefetch(self._node.stream()):
-            seen.append(b)
-            yield raycompat.get(b.ref)
+        progress = DatasetProgress(self._plan_names())
+        try:
+            for b in ex.prefetch(self._node.stream()):
+                seen.append(b)
+                table = raycompat.get(b.ref)
+                progress.block_done()
+                yield table
+        finally:
+            progress.finish()
         self._stats.record(self._node.name, seen, started)
+
+    def _plan_names(self) -> list:
+        return ex.operator_chain(self._node)
 
     def _concat(self) -> pa.Table:
         blocks = self._blocks()
@@ -353,9 +363,16 @@ class Dataset:
 
     def materialize(self) -> "MaterializedDataset":
         """Run the plan to the end, as Ray does: a UDF's error is raised here."""
-        blocks = self._blocks()
-        raycompat.wait([b.ref for b in blocks], num_returns=len(blocks), fetch_local=False)
-        ex.metas(blocks)  # each block's task also made its metadata: raises its error
+        progress = DatasetProgress(self._plan_names())
+        try:
+            blocks = self._blocks()
+            pending = [b.ref for b in blocks]
+            while pending:
+                ready, pending = raycompat.wait(pending, num_returns=len(pending), timeout=0.5, fetch_local=False)
+                progress.block_done(len(ready))
+            ex.metas(blocks)  # each block's task also made its metadata: raises its error
+        finally:
+            progress.finish()
         return MaterializedDataset(ex.RefSource(blocks), self._stats)
 
     def to_pandas(self, limit: Optional[int] = None):

@@ -74,3 +74,30 @@ def test_arguments_raycompat_does_not_act_on_are_warned_about(ray, tmp_path):
     assert "raycompat.data ignores these read_parquet arguments: partitioning." in texts
     assert "raycompat.data ignores these write_csv arguments: filename_provider." in texts
     assert sorted(r["id"] for r in ray.data.read_csv(str(tmp_path / "out")).take_all()) == [0, 1, 2, 3]
+
+
+def test_each_execution_logs_its_start_plan_and_end(ray, caplog):
+    """Ray 2.60 (checked) logs, for each execution of a dataset, "Starting execution of
+    Dataset <name>", "Execution plan of Dataset <name>: InputDataBuffer[Input] ->
+    TaskPoolMapOperator[ReadRange->Map(f)] -> ..." and "Dataset <name> execution finished
+    in N seconds"; raycompat logs the same lines (logger ``raycompat.data``)."""
+    import logging
+    import re
+
+    logger = logging.getLogger("raycompat.data")
+    logger.addHandler(caplog.handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        ray.data.range(10, override_num_blocks=2).map(lambda r: r).sort("id").take_all()
+        ray.data.range(4).materialize()
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(old_level)
+    messages = [r.getMessage() for r in caplog.records]
+    starts = [m for m in messages if m.startswith("Starting execution of Dataset dataset_")]
+    assert len(set(starts)) == 2  # (a record may reach caplog twice: its handler and the root's)
+    name = re.match(r"Starting execution of Dataset (\S+)\.", starts[0]).group(1)
+    assert (f"Execution plan of Dataset {name}: InputDataBuffer[Input] -> "
+            "TaskPoolMapOperator[ReadRange->Map(<lambda>)] -> AllToAllOperator[Sort]") in messages
+    assert any(re.fullmatch(rf"✔️  Dataset {name} execution finished in \d+\.\d\d seconds", m) for m in messages)
