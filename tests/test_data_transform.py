@@ -337,3 +337,38 @@ def test_callable_class_in_map_and_filter(ray):
     ds = ray.data.range(4)
     assert _ids(ds.map(Offset, fn_constructor_args=(10,), concurrency=1).take_all()) == [10, 11, 12, 13]
     assert _ids(ds.filter(Even, concurrency=1).take_all()) == [0, 2]
+
+
+def test_blocks_left_empty_add_no_columns(ray):
+    """Ray 2.60 (checked): a block a filter empties adds neither rows nor its old columns
+    to what comes after (here a map_batches that renames the column), and aggregations and
+    sorts over such blocks work."""
+    ds = ray.data.range(10, override_num_blocks=2).filter(lambda r: r["id"] < 5)
+    renamed = ds.map_batches(lambda b: {"x": b["id"]})
+    df = renamed.to_pandas()
+    assert list(df.columns) == ["x"] and sorted(df["x"]) == [0, 1, 2, 3, 4]
+    mapped = ds.map(lambda r: {"x": r["id"]})
+    assert mapped.sum("x") == 10
+    assert [r["x"] for r in mapped.sort("x", descending=True).take_all()] == [4, 3, 2, 1, 0]
+
+
+def test_zip_of_different_row_counts_raises(ray):
+    """Ray 2.60: ``ValueError: Cannot zip datasets of different number of rows: 3, 4``."""
+    with pytest.raises(ValueError, match="Cannot zip datasets of different number of rows: 3, 4"):
+        ray.data.range(3).zip(ray.data.range(4)).take_all()
+
+
+def test_to_pandas_runs_the_plan_once(ray, tmp_path):
+    """``to_pandas`` of a plan whose row count is not known up front (a filter) runs each
+    block's UDF once (Ray 2.60, checked), not once to count and again to collect."""
+    calls = tmp_path / "calls"
+    calls.mkdir()
+
+    def keep_even(row):
+        with open(calls / f"{row['id']}", "a") as f:
+            f.write("x")
+        return row["id"] % 2 == 0
+
+    df = ray.data.range(6, override_num_blocks=3).filter(keep_even).to_pandas()
+    assert sorted(df["id"]) == [0, 2, 4]
+    assert sorted(p.read_text() for p in calls.iterdir()) == ["x"] * 6

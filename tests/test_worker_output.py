@@ -74,7 +74,11 @@ def _run(log_to_driver=True, color=True):
 
 
 def _pid(out, tag):
-    return int(re.search(rf"^{tag} (\d+)$", out, re.M).group(1))
+    # Not anchored at the line's end: the driver's print and the printer thread's worker
+    # lines are two writers of one stdout, and a worker line may land before the newline.
+    found = re.search(rf"{tag} (\d+)", out)
+    assert found, f"no {tag} line in the driver's output:\n{out}"
+    return int(found.group(1))
 
 
 @pytest.mark.differs_from_ray

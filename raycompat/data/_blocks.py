@@ -173,10 +173,12 @@ def rows_of(table: pa.Table) -> list:
 
 
 def concat(tables: list) -> pa.Table:
+    """The tables' rows in order; tables without rows add nothing (not even columns)."""
     tables = [t for t in tables if t is not None]
-    non_empty = [t for t in tables if t.num_columns]
+    non_empty = [t for t in tables if t.num_columns and t.num_rows]
     if not non_empty:
-        return tables[0] if tables else pa.table({})
+        with_columns = [t for t in tables if t.num_columns]
+        return with_columns[0] if with_columns else pa.table({})
     if len(non_empty) == 1:
         return non_empty[0]
     return pa.concat_tables(non_empty, promote_options="default")

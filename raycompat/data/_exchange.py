@@ -53,6 +53,8 @@ def _split_hash(table, keys, n):
 
 
 def _split_range(table, key, boundaries, descending):
+    if table.num_rows == 0:
+        return _partition(table, np.zeros(0, dtype=np.int64), len(boundaries) + 1)
     values = _blocks.column_to_numpy(table.column(key))
     dest = np.searchsorted(np.asarray(boundaries, dtype=values.dtype if values.dtype != object else object), values, side="right")
     n = len(boundaries) + 1
@@ -296,6 +298,10 @@ def zip_blocks(parts: list) -> list:
     """``zip``: the other datasets' rows cut to the first's block sizes, then one task per
     block puts the columns side by side (a repeated name gets ``_1``, ``_2``..., as in Ray)."""
     counts = [m.num_rows for m in ex.metas(parts[0])]
+    for other in parts[1:]:
+        total = sum(m.num_rows for m in ex.metas(other))
+        if total != sum(counts):
+            raise ValueError(f"Cannot zip datasets of different number of rows: {sum(counts)}, {total}")
     aligned = [parts[0]] + [repartition_to(p, counts) for p in parts[1:]]
     out = []
     for i in range(len(counts)):

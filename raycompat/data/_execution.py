@@ -124,8 +124,8 @@ class Stats:
     def __init__(self):
         self.lines: list = []
 
-    def record(self, name: str, blocks: list, started: float):
-        n = len(blocks)
+    def record(self, name: str, blocks, started: float):
+        n = blocks if isinstance(blocks, int) else len(blocks)
         self.lines.append(
             f"Operator {len(self.lines) + 1} {name}: {n} tasks executed, {n} blocks produced "
             f"in {time.perf_counter() - started:.2f}s"

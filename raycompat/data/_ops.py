@@ -210,9 +210,14 @@ class RandomSample(Op):
 
 
 def apply(ops, table: pa.Table) -> pa.Table:
+    """Run the fused ops on a block. A block with no rows left goes on as an empty table
+    without columns (as Ray skips empty blocks): the ops after it never run on it, and its
+    stale schema never reaches ``concat``."""
     for op in ops:
+        if table.num_rows == 0:
+            return pa.table({})
         table = op(table)
-    return table
+    return table if table.num_rows else pa.table({})
 
 
 def sort_indices(table: pa.Table, keys, descending) -> pa.Array:

@@ -43,6 +43,8 @@ class AggregateFn:
 
 
 def _col(table, on):
+    if table.num_rows == 0 and on not in table.column_names:
+        return pa.array([], type=pa.null())  # an empty block has no columns
     return table.column(on)
 
 

@@ -276,12 +276,13 @@ class Dataset:
         return ex.prefetch(self._node.stream())
 
     def _tables(self) -> Iterator[pa.Table]:
-        started, seen = time.perf_counter(), []
+        started, seen = time.perf_counter(), 0
         progress = DatasetProgress(self._plan_names())
         try:
             for b in ex.prefetch(self._node.stream()):
-                seen.append(b)
+                seen += 1  # a count, not the refs: a consumed block may go
                 table = raycompat.get(b.ref)
+                del b
                 progress.block_done()
                 yield table
         finally:
@@ -376,14 +377,24 @@ class Dataset:
         return MaterializedDataset(ex.RefSource(blocks), self._stats)
 
     def to_pandas(self, limit: Optional[int] = None):
-        count = self.count()
-        if limit is not None and count > limit:
+        """One DataFrame of every row; the plan runs once (the count comes from the same
+        blocks' metadata when the plan does not know it)."""
+        known = self._node.known_num_rows()
+        if limit is not None and known is not None:
+            self._check_pandas_limit(known, limit)
+        blocks = self._blocks()
+        if limit is not None and known is None:
+            self._check_pandas_limit(sum(m.num_rows for m in ex.metas(blocks)), limit)
+        return _blocks.concat(raycompat.get([b.ref for b in blocks])).to_pandas()
+
+    @staticmethod
+    def _check_pandas_limit(count: int, limit: int) -> None:
+        if count > limit:
             raise ValueError(
                 f"the dataset has more than the given limit of {limit} rows: {count}. If you "
                 f"are sure that a DataFrame with {count} rows will fit in local memory, set "
                 "ds.to_pandas(limit=None) to disable limits."
             )
-        return self._concat().to_pandas()
 
     def to_arrow_refs(self) -> list:
         return [b.ref for b in self._blocks()]
