@@ -15,6 +15,7 @@ autoscales between the bounds.
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import raycompat
@@ -87,6 +88,16 @@ def pool_size(compute, concurrency) -> int:
     return 1
 
 
+def _fitting_actors(args: dict) -> int:
+    """How many actors asking for ``args`` the cluster's totals can hold at once (blocks go
+    round-robin to the pool, so an actor that could never start would hold its blocks)."""
+    totals = raycompat.cluster_resources()
+    asked = dict(args.get("resources") or {})
+    asked["CPU"], asked["GPU"] = args.get("num_cpus") or 0, args.get("num_gpus") or 0
+    fits = [int(totals.get(name, 0) // amount) for name, amount in asked.items() if amount]
+    return min(fits) if fits else sys.maxsize
+
+
 class _MapWorker:
     """One actor of the pool: the user's instance and the fused operations after it."""
 
@@ -114,9 +125,7 @@ class ActorMapStage(ex.Node):
             return
         raycompat.wait([b.ref for b in upstream], num_returns=len(upstream), fetch_local=False)
         args = {"num_cpus": 1, **self.remote_args}
-        size = min(self.size, len(upstream))
-        if args["num_cpus"]:
-            size = max(1, min(size, int(ex.cluster_cpus() // args["num_cpus"])))
+        size = max(1, min(self.size, len(upstream), _fitting_actors(args)))
         actor_cls = raycompat.remote(_MapWorker).options(**args)
         actors = [actor_cls.remote(self.cls, self.ctor_args, self.ctor_kwargs, self.ops) for _ in range(size)]
         try:

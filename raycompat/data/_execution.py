@@ -121,8 +121,15 @@ def prefetch(blocks: Iterator[BlockRef], window: Optional[int] = None) -> Iterat
 class Stats:
     """What each operator ran, for ``Dataset.stats()``."""
 
-    def __init__(self):
-        self.lines: list = []
+    #: Lines kept: a dataset iterated again and again (epochs) must not grow without end.
+    MAX_LINES = 100
+
+    def __init__(self, lines: Optional[list] = None):
+        self.lines: list = list(lines or [])
+
+    def derived(self) -> "Stats":
+        """A derived dataset's own stats, starting from its parent's."""
+        return Stats(self.lines)
 
     def record(self, name: str, blocks, started: float):
         n = blocks if isinstance(blocks, int) else len(blocks)
@@ -130,6 +137,7 @@ class Stats:
             f"Operator {len(self.lines) + 1} {name}: {n} tasks executed, {n} blocks produced "
             f"in {time.perf_counter() - started:.2f}s"
         )
+        del self.lines[:-self.MAX_LINES]
 
 
 class Node:

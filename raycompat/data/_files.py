@@ -19,6 +19,7 @@ import pyarrow as pa
 
 import raycompat
 from raycompat.data import _blocks
+from raycompat.data import _execution as ex
 
 
 def expand(paths, suffixes=None) -> List[str]:
@@ -129,6 +130,7 @@ def write(blocks, path: str, kind: str) -> None:
     os.makedirs(path, exist_ok=True)
     prefix = uuid.uuid4().hex
     name = {"parquet": "WriteParquet", "csv": "WriteCSV", "json": "WriteJSON"}[kind]
+    blocks = [b for b, m in zip(blocks, ex.metas(blocks)) if m.num_rows]  # Ray writes no empty files
     refs = [
         _write_remote.options(name=name).remote(b.ref, os.path.join(path, f"{prefix}_{i:06d}_000000-0.{kind}"), kind)
         for i, b in enumerate(blocks)

@@ -69,7 +69,7 @@ class Dataset:
 
     # plan building ------------------------------------------------------------------
     def _with(self, node: ex.Node, cls=None) -> "Dataset":
-        return (cls or Dataset)(node, self._stats)
+        return (cls or Dataset)(node, self._stats.derived())
 
     def _map(self, op: _ops.Op, remote_args: Optional[dict] = None, concurrency=None) -> "Dataset":
         node = self._node

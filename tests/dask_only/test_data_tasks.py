@@ -101,3 +101,13 @@ def test_each_execution_logs_its_start_plan_and_end(ray, caplog):
     assert (f"Execution plan of Dataset {name}: InputDataBuffer[Input] -> "
             "TaskPoolMapOperator[ReadRange->Map(<lambda>)] -> AllToAllOperator[Sort]") in messages
     assert any(re.fullmatch(rf"✔️  Dataset {name} execution finished in \d+\.\d\d seconds", m) for m in messages)
+
+
+def test_stats_belong_to_each_derived_dataset(ray):
+    """``stats()`` of a dataset shows its own executions, not a sibling's (a shared record
+    also grew over a long-running driver's life)."""
+    base = ray.data.range(4)
+    base.map(lambda r: r).filter(lambda r: True).take_all()
+    other = base.map_batches(lambda b: b)
+    other.take_all()
+    assert "Filter" not in other.stats() and "MapBatches" in other.stats()
