@@ -197,11 +197,23 @@ def create(actor_class, args, kwargs, options: dict) -> ActorRecord:
                         lifetime.register_names, client_id=client.id, names=[var_name, meta_name]
                     )
     if group is not None:  # killed when its group is removed, as Ray kills it
-        _placement_groups.note_actor(group[0], types.SimpleNamespace(
-            _caller=caller, _creation=creation, _actor_id=actor_id, _class_name=meta["class_name"],
-            _name=name, _namespace=namespace))
+        _placement_groups.note_actor(group[0], _killer(caller, actor_id, meta["class_name"], name, namespace))
     return ActorRecord(actor_id, creation, meta["class_name"], meta["methods"], meta["is_async"],
                        name, namespace, concurrent, caller)
+
+
+def _killer(caller, actor_id, class_name, name, namespace):
+    """``kill`` of the actor while a handle holds its caller; nothing once none does (the
+    actor went with its last handle, by the reference model: this must not keep it)."""
+    caller_ref = weakref.ref(caller)
+
+    def kill_if_alive():
+        live = caller_ref()
+        if live is not None:
+            kill(types.SimpleNamespace(_caller=live, _creation=live.creation, _actor_id=actor_id,
+                                       _class_name=class_name, _name=name, _namespace=namespace))
+
+    return kill_if_alive
 
 
 def _record_from(creation: Future, meta: dict) -> ActorRecord:

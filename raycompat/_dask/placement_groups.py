@@ -49,6 +49,7 @@ from raycompat._dask import driver as _driver
 from raycompat._dask import placement as _placement
 from raycompat._dask import quiet_errors
 from raycompat._dask.ledger import Ledger, process_ledger
+from raycompat._dask.refs import rebind
 from raycompat._dask.serialization import Sealed
 from raycompat.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -60,7 +61,7 @@ _lock = threading.Lock()
 _records: dict = {}
 #: pg id -> the ready future (kept so the key lives while the group does).
 _ready_futures: dict = {}
-#: pg id -> the actor handles this process placed in the group (killed on removal).
+#: pg id -> how to kill each actor this process placed in the group (on removal).
 _actors: dict = {}
 
 
@@ -206,9 +207,6 @@ def ready_future(client, pg_id: str):
         return fut
     if removed:  # its tasks fail at once, as Ray fails them
         return client.submit(_raise_removed, key=f"placement_group_removed-{uuid.uuid4().hex}", pure=False)
-    # late: refs imports the API layer's ObjectRef machinery only on this rare path
-    from raycompat._dask.refs import rebind
-
     return rebind(client, f"placement_group_ready-{pg_id}")
 
 
@@ -241,9 +239,10 @@ def find_by_name(client, name: str, namespace) -> Optional[str]:
     return None
 
 
-def note_actor(pg_id: str, handle) -> None:
+def note_actor(pg_id: str, kill) -> None:
+    """``kill()`` ends an actor this process placed in the group, when the group goes."""
     with _lock:
-        _actors.setdefault(pg_id, []).append(handle)
+        _actors.setdefault(pg_id, []).append(kill)
 
 
 def remove(client, pg_id: str) -> None:
@@ -269,12 +268,9 @@ def remove(client, pg_id: str) -> None:
         if workers:
             client.run(_remove_here, pg_id, totals, workers=workers, on_error="ignore")
     del ready  # its key goes once no ref holds it; a pending reservation sees the mark
-    # late: actor_api imports this module's placement helpers
-    from raycompat._dask import actor_api
-
-    for handle in actors:
+    for kill in actors:
         try:
-            actor_api.kill(handle)
+            kill()
         except Exception:  # noqa: BLE001 - already dead
             pass
 

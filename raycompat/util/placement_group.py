@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Union
 
+from raycompat._dask import api as _api
 from raycompat._dask import context as _context
 from raycompat._dask import driver as _driver
 from raycompat._dask import placement_groups as _groups
+from raycompat._dask.refs import ObjectRef
 
 VALID_PLACEMENT_GROUP_STRATEGIES = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"}
 
@@ -67,23 +69,14 @@ class PlacementGroup:
 
     def ready(self):
         """An ObjectRef that resolves to this group once all its bundles are reserved."""
-        # late: raycompat's API layer (put, ObjectRef) imports raycompat.util
-        import raycompat
-
         if self.is_empty:
-            return raycompat.put(self)
-        # late: refs is the API layer's ObjectRef
-        from raycompat._dask.refs import ObjectRef
-
+            return _api.put(self)
         client = _driver.current_session().client
         return ObjectRef(_groups.ready_future(client, self.id.hex()), None, "placement_group_ready")
 
     def wait(self, timeout_seconds: Union[float, int] = 30) -> bool:
         """True once the group is created, False if ``timeout_seconds`` pass first."""
-        # late: raycompat's API layer imports raycompat.util
-        import raycompat
-
-        ready, _ = raycompat.wait([self.ready()], timeout=timeout_seconds)
+        ready, _ = _api.wait([self.ready()], timeout=timeout_seconds)
         return bool(ready)
 
     @property
