@@ -379,7 +379,7 @@ def plan_lines(node: Node) -> list:
     """Operator names from the last to the source (Ray's plan repr order)."""
     names = []
     while node.inputs and len(node.inputs) == 1:
-        if isinstance(node, MapStage):
+        if isinstance(node, MapStage) or hasattr(node, "cls"):
             names.extend(op.name for op in reversed(node.ops))
         else:
             names.append(node.name)
@@ -398,7 +398,7 @@ def operator_chain(node: Node) -> list:
     chain = []
     while node.inputs or isinstance(node, ReadSource):
         kind = _OPERATORS.get(type(node).__name__, type(node).__name__)
-        if isinstance(node, MapStage) and isinstance(node.inputs[0], ReadSource):
+        if hasattr(node, "ops") and isinstance(node.inputs[0], ReadSource):
             chain.append(f"{kind}[{node.inputs[0].name}->{node.name}]")  # fused with its read
             break
         chain.append(f"{kind}[{node.name}]")

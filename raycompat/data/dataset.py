@@ -84,9 +84,15 @@ class Dataset:
     def _udf(self, op: _ops.Op, fn, compute, concurrency, ctor_args, ctor_kwargs, remote_args) -> "Dataset":
         """A user function as a fused task step, or a callable class on an actor pool."""
         if isinstance(fn, type):
+            if compute == "tasks" or isinstance(compute, _actor_pool.TaskPoolStrategy):
+                raise ValueError(
+                    f"You specified the callable class {fn} as your UDF with the compute {compute}, but "
+                    "Ray Data can't schedule callable classes with the task pool strategy. To fix this "
+                    "error, pass an ActorPoolStrategy to compute or None to use the default compute strategy."
+                )
             op.fn = None  # each actor puts its own instance here
-            stage = _actor_pool.ActorMapStage(self._node, fn, ctor_args or (), ctor_kwargs or {}, (op,),
-                                              _actor_pool.pool_size(compute, concurrency), remote_args)
+            stage = _actor_pool.ActorMapStage.over(self._node, fn, ctor_args or (), ctor_kwargs or {}, op,
+                                                   _actor_pool.pool_bounds(compute, concurrency), remote_args)
             return self._with(stage)
         if isinstance(compute, _actor_pool.ActorPoolStrategy) or compute == "actors":
             raise ValueError(
