@@ -117,9 +117,10 @@ class _MapWorker:
         self.ops[class_index].fn = cls(*args, **kwargs)
 
     @raycompat.method(num_returns=2)
-    def process(self, source):
+    def process(self, source, task_idx):
         """``source``: the input block, or the read task fused into this stage."""
-        return ex.timed(lambda: _ops.apply(self.ops, source() if callable(source) else source))
+        ops = _ops.for_task(self.ops, task_idx)
+        return ex.timed(lambda: _ops.apply(ops, source() if callable(source) else source))
 
 
 class _Pool:
@@ -148,6 +149,7 @@ class _Pool:
         self.actors: list = []
         self.in_flight: list = []  # per actor: the table refs of its unanswered calls
         self.starting: list = []  # ``__ray_ready__`` refs of actors not known to be up
+        self.submitted = 0
 
     def _grow(self) -> None:
         s = self.stage
@@ -181,7 +183,8 @@ class _Pool:
                 self._grow()
                 i = len(self.actors) - 1
             if len(self.in_flight[i]) < self.max_in_flight:
-                table_ref, meta_ref = self.actors[i].process.remote(source)
+                table_ref, meta_ref = self.actors[i].process.remote(source, self.submitted)
+                self.submitted += 1
                 self.in_flight[i].append(table_ref)
                 return ex.BlockRef(table_ref, meta_ref)
             raycompat.wait([r for calls in self.in_flight for r in calls], num_returns=1, fetch_local=False)

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import raycompat
 from raycompat.data import _blocks, _ops
@@ -53,13 +54,23 @@ def _split_hash(table, keys, n):
 
 
 def _split_range(table, key, boundaries, descending):
-    if table.num_rows == 0:
-        return _partition(table, np.zeros(0, dtype=np.int64), len(boundaries) + 1)
-    values = _blocks.column_to_numpy(table.column(key))
-    dest = np.searchsorted(np.asarray(boundaries, dtype=values.dtype if values.dtype != object else object), values, side="right")
+    """Rows to the output whose key range holds them; nulls and NaNs go to the last output,
+    as Ray sorts them last in both directions (NaN before null, checked on Ray 2.60)."""
     n = len(boundaries) + 1
-    if descending:
-        dest = n - 1 - dest
+    if table.num_rows == 0:
+        return _partition(table, np.zeros(0, dtype=np.int64), n)
+    column = table.column(key)
+    present = ~np.asarray(pc.is_null(column, nan_is_null=True).to_numpy(zero_copy_only=False), dtype=bool)
+    dest = np.full(table.num_rows, n - 1, dtype=np.int64)
+    if present.any():
+        values = _blocks.column_to_numpy(column)[present]
+        if values.dtype == object:
+            edges = np.empty(len(boundaries), dtype=object)
+            edges[:] = boundaries
+        else:
+            edges = np.asarray(boundaries, dtype=values.dtype)
+        found = np.searchsorted(edges, values, side="right")
+        dest[present] = n - 1 - found if descending else found
     return _partition(table, dest, n)
 
 
@@ -96,9 +107,11 @@ _slices_r = raycompat.remote(num_returns=2)(_slices_block)
 
 
 def _reduce_all(name, finish, pieces_by_output) -> list:
+    """One reduce task per output; ``finish`` is one step for all, or a list of one each."""
     out = []
-    for pieces in pieces_by_output:
-        table_ref, meta_ref = _reduce_r.options(name=name).remote(finish, *pieces)
+    for j, pieces in enumerate(pieces_by_output):
+        step = finish[j] if isinstance(finish, list) else finish
+        table_ref, meta_ref = _reduce_r.options(name=name).remote(step, *pieces)
         out.append(ex.BlockRef(table_ref, meta_ref))
     return out
 
@@ -167,12 +180,16 @@ def random_shuffle(blocks, seed=None, n=None) -> list:
     if not blocks:
         return []
     n = n or len(blocks)
-    base = np.random.SeedSequence(seed).generate_state(len(blocks) + 1)
-    out = _exchange(blocks, n, _split_random_r, lambda i: (n, int(base[i])), "RandomShuffle", _Shuffled(int(base[-1])))
-    return out
+    base = np.random.SeedSequence(seed).generate_state(len(blocks) + n)
+    shuffles = [_Shuffled(int(s)) for s in base[len(blocks):]]
+    return _exchange(blocks, n, _split_random_r, lambda i: (n, int(base[i])), "RandomShuffle", shuffles)
 
 
-class _Sorted:
+def unchanged(table):
+    return table
+
+
+class Sorted:
     def __init__(self, keys, descending):
         self.keys, self.descending = keys, descending
 
@@ -189,13 +206,14 @@ def sort(blocks, keys, descending) -> list:
     n = len(blocks)
     key = keys[0]
     desc0 = descending if isinstance(descending, bool) else descending[0]
-    samples = sorted(v for s in raycompat.get([_sample_r.remote(b.ref, key, 20) for b in blocks]) for v in s if v is not None)
+    samples = sorted(v for s in raycompat.get([_sample_r.remote(b.ref, key, 20) for b in blocks]) for v in s
+                     if v is not None and v == v)  # nulls and NaNs sort last: no boundary
     if samples and n > 1:
         idx = np.linspace(0, len(samples), n + 1).astype(int)[1:-1]
         boundaries = [samples[min(i, len(samples) - 1)] for i in idx]
     else:
         boundaries, n = [], 1
-    return _exchange(blocks, n, _split_range_r, lambda i: (key, boundaries, desc0), "Sort", _Sorted(keys, descending))
+    return _exchange(blocks, n, _split_range_r, lambda i: (key, boundaries, desc0), "Sort", Sorted(keys, descending))
 
 
 def hash_exchange(blocks, keys, finish, name, n=None) -> list:

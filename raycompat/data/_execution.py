@@ -243,27 +243,28 @@ class MapStage(Node):
             tasks = source.read_tasks
             if bundle and all(getattr(t, "num_rows", None) is not None for t in tasks):
                 tasks = [ReadMany(g) if len(g) > 1 else g[0] for g in _groups(tasks, [t.num_rows for t in tasks], bundle)]
-            for task in tasks:
-                yield submit_apply(task, self.ops, name, self.remote_args, read=True)
+            for i, task in enumerate(tasks):
+                yield submit_apply(task, _ops.for_task(self.ops, i), name, self.remote_args, read=True)
             return
         if bundle is None:
-            for b in source.stream():
-                yield submit_apply(b.ref, self.ops, self.name, self.remote_args)
+            for i, b in enumerate(source.stream()):
+                yield submit_apply(b.ref, _ops.for_task(self.ops, i), self.name, self.remote_args)
             return
-        pending, rows = [], 0
+        pending, rows, i = [], 0, 0
         for b in prefetch(source.stream()):
             pending.append(b)
             rows += b.meta.num_rows
             if rows >= bundle:
-                yield self._submit_bundle(pending)
-                pending, rows = [], 0
+                yield self._submit_bundle(pending, i)
+                pending, rows, i = [], 0, i + 1
         if pending:
-            yield self._submit_bundle(pending)
+            yield self._submit_bundle(pending, i)
 
-    def _submit_bundle(self, blocks) -> BlockRef:
+    def _submit_bundle(self, blocks, task_idx) -> BlockRef:
+        ops = _ops.for_task(self.ops, task_idx)
         if len(blocks) == 1:
-            return submit_apply(blocks[0].ref, self.ops, self.name, self.remote_args)
-        t, m = _apply_many_remote.options(name=task_name(self.name), **self.remote_args).remote(self.ops, *[b.ref for b in blocks])
+            return submit_apply(blocks[0].ref, ops, self.name, self.remote_args)
+        t, m = _apply_many_remote.options(name=task_name(self.name), **self.remote_args).remote(ops, *[b.ref for b in blocks])
         return BlockRef(t, m)
 
     def known_schema(self):
@@ -310,6 +311,64 @@ class Limit(Node):
     def known_num_rows(self):
         rows = self.inputs[0].known_num_rows()
         return None if rows is None else min(rows, self.n)
+
+
+def _slice_concat(spec, *tables):
+    return timed(lambda: _blocks.concat([t.slice(a, b - a) for t, (a, b) in zip(tables, spec)]))
+
+
+_slice_concat_remote = raycompat.remote(num_returns=2)(_slice_concat)
+
+
+class Rebatch(Node):
+    """Blocks of exactly ``rows`` rows, the last one smaller, cut as the input streams in
+    (``repartition(target_num_rows_per_block=n)``, Ray's ``StreamingRepartition``). That
+    is Ray's ``strict=True``; its default best-effort bundling may also leave a smaller
+    block per input block, which exact cuts satisfy too."""
+
+    def __init__(self, input: Node, rows: int, strict: bool = False):
+        if rows <= 0:
+            raise ValueError(f"target_num_rows_per_block must be positive, got {rows}")
+        self.inputs, self.rows = (input,), rows
+        self.name = f"StreamingRepartition[num_rows_per_block={rows},strict={strict}]"
+
+    def stream(self):
+        pending: list = []  # (block, first row not yet emitted)
+        held = 0
+        for b in prefetch(self.inputs[0].stream()):
+            n = b.meta.num_rows
+            if not n:
+                continue
+            pending.append((b, 0))
+            held += n
+            while held >= self.rows:
+                yield self._cut(pending, self.rows)
+                held -= self.rows
+        if held:
+            yield self._cut(pending, held)
+
+    @staticmethod
+    def _cut(pending: list, rows: int) -> BlockRef:
+        """The next ``rows`` rows of ``pending`` (consumed from its front) as one block."""
+        refs, spec = [], []
+        while rows:
+            b, start = pending[0]
+            take = min(rows, b.meta.num_rows - start)
+            refs.append(b.ref)
+            spec.append((start, start + take))
+            rows -= take
+            if start + take == b.meta.num_rows:
+                pending.pop(0)
+            else:
+                pending[0] = (b, start + take)
+        t, m = _slice_concat_remote.options(name="StreamingRepartition").remote(spec, *refs)
+        return BlockRef(t, m)
+
+    def known_schema(self):
+        return self.inputs[0].known_schema()
+
+    def known_num_rows(self):
+        return self.inputs[0].known_num_rows()
 
 
 class AllToAll(Node):
@@ -390,7 +449,7 @@ def plan_lines(node: Node) -> list:
 #: Ray's physical operator for each kind of plan node (its execution-plan log line).
 _OPERATORS = {"MapStage": "TaskPoolMapOperator", "ReadSource": "TaskPoolMapOperator", "Limit": "LimitOperator",
               "AllToAll": "AllToAllOperator", "Union": "UnionOperator", "Combine": "ZipOperator",
-              "ActorMapStage": "ActorPoolMapOperator"}
+              "ActorMapStage": "ActorPoolMapOperator", "Rebatch": "TaskPoolMapOperator"}
 
 
 def operator_chain(node: Node) -> list:

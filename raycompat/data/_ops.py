@@ -200,13 +200,27 @@ class Slice(Op):
 
 
 class RandomSample(Op):
-    def __init__(self, fraction, seed=None):
-        self.fraction, self.seed = fraction, seed
+    """Each row kept with probability ``fraction``; with a seed, task ``i`` draws from
+    ``default_rng([seed, i])`` as Ray's does, so blocks get different masks."""
+
+    def __init__(self, fraction, seed=None, task_idx=0):
+        self.fraction, self.seed, self.task_idx = fraction, seed, task_idx
         self.name = "RandomSample"
 
+    def for_task(self, task_idx: int) -> "RandomSample":
+        return RandomSample(self.fraction, self.seed, task_idx)
+
     def __call__(self, table):
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, self.task_idx])
         return table.filter(pa.array(rng.random(table.num_rows) < self.fraction))
+
+
+def for_task(ops, task_idx: int) -> tuple:
+    """The ops as task ``task_idx`` of their stage runs them (Ray's ``TaskContext.task_idx``):
+    ops that draw random numbers seed with it."""
+    if not any(hasattr(op, "for_task") for op in ops):
+        return ops
+    return tuple(op.for_task(task_idx) if hasattr(op, "for_task") else op for op in ops)
 
 
 def apply(ops, table: pa.Table) -> pa.Table:

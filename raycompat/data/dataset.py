@@ -10,6 +10,7 @@ classes in ``map_batches`` run on a pool of raycompat actors (``_actor_pool``).
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
@@ -188,8 +189,31 @@ class Dataset:
         return self._with(ex.Limit(self._node, limit))
 
     # all-to-all ------------------------------------------------------------------------
-    def repartition(self, num_blocks: int, *, shuffle: bool = False, keys=None, sort=False, **kwargs) -> "Dataset":
-        warn_ignored("repartition", {"keys": keys, "sort": sort or None, **kwargs})
+    def repartition(self, num_blocks: Optional[int] = None, target_num_rows_per_block: Optional[int] = None, *,
+                    strict: bool = False, shuffle: bool = False, keys=None, sort: bool = False) -> "Dataset":
+        """``num_blocks`` blocks (rows in order; ``shuffle=True``: a random exchange;
+        ``keys``: hash-partitioned by them, ``sort``: each block sorted by them), or blocks
+        of ``target_num_rows_per_block`` rows, streaming, the last one smaller."""
+        if target_num_rows_per_block is not None:
+            for name, value in (("keys", keys is not None), ("sort", sort is not False), ("shuffle", shuffle)):
+                if value:
+                    warnings.warn(f"`{name}` is ignored when `target_num_rows_per_block` is set.")
+        elif strict:
+            warnings.warn("`strict` is ignored when `target_num_rows_per_block` is not set. Use "
+                          "`target_num_rows_per_block` instead of `num_blocks` to enable `strict` mode.")
+        if num_blocks is None and target_num_rows_per_block is None:
+            raise ValueError("Either `num_blocks` or `target_num_rows_per_block` must be set")
+        if num_blocks is not None and target_num_rows_per_block is not None:
+            raise ValueError("Only one of `num_blocks` or `target_num_rows_per_block` must be set, but not both.")
+        if target_num_rows_per_block is not None and shuffle:
+            raise ValueError("`shuffle` must be False when `target_num_rows_per_block` is set.")
+        if target_num_rows_per_block is not None:
+            return self._with(ex.Rebatch(self._node, int(target_num_rows_per_block), strict))
+        if keys is not None:
+            keys = [keys] if isinstance(keys, str) else list(keys)
+            finish = _exchange.Sorted(keys, False) if sort else _exchange.unchanged
+            return self._with(ex.AllToAll(self._node, "Repartition",
+                                          lambda bs: _exchange.hash_exchange(bs, keys, finish, "Repartition", num_blocks)))
         if shuffle:
             return self._with(ex.AllToAll(self._node, "Repartition", lambda bs: _exchange.random_shuffle(bs, None, num_blocks)))
         return self._with(ex.AllToAll(self._node, "Repartition", lambda bs: _exchange.repartition(bs, num_blocks)))
@@ -258,17 +282,61 @@ class Dataset:
             out.append(MaterializedDataset(ex.RefSource(parts), self._stats))
         return out
 
+    def _counted(self):
+        """This dataset and its row count, running the plan at most once (materialized
+        when the count is not known from metadata), as Ray's ``_try_count_or_materialize``."""
+        n = self._node.known_num_rows()
+        if n is not None:
+            return self, n
+        ds = self.materialize()
+        return ds, ds.count()
+
+    def split_proportionately(self, proportions: List[float]) -> List["MaterializedDataset"]:
+        if len(proportions) < 1:
+            raise ValueError("proportions must be at least of length 1")
+        if sum(proportions) >= 1:
+            raise ValueError("proportions must sum to less than 1")
+        if any(p <= 0 for p in proportions):
+            raise ValueError("proportions must be bigger than 0")
+        ds, n = self._counted()
+        indices = [int(n * p) for p in np.cumsum(proportions)]
+        subtract = 0  # each split gets at least one row (Ray's rule)
+        for i in range(len(indices) - 2, -1, -1):
+            indices[i] -= subtract
+            if indices[i] == indices[i + 1]:
+                subtract += 1
+                indices[i] -= 1
+        if any(i <= 0 for i in indices):
+            raise ValueError("Couldn't create non-empty splits with the given proportions.")
+        return ds.split_at_indices(indices)
+
     def train_test_split(self, test_size, *, shuffle: bool = False, seed=None, stratify=None):
         ds = self.random_shuffle(seed=seed) if shuffle else self
+        if not isinstance(test_size, (int, float)):
+            raise TypeError(f"`test_size` must be int or float got {type(test_size)}.")
+        if shuffle and stratify is not None:
+            raise ValueError(
+                "Cannot specify both 'shuffle=True' and 'stratify' parameters. "
+                "Stratified splitting maintains class proportions and is incompatible with shuffling."
+            )
         if isinstance(test_size, float):
             if not 0 < test_size < 1:
                 raise ValueError(f"If `test_size` is a float, it must be bigger than 0 and smaller than 1. Got {test_size}.")
-            n = ds.count()
-            return ds.split_at_indices([int(n * (1 - test_size))])
-        n = ds.count()
-        if test_size <= 0 or test_size >= n:
-            raise ValueError(f"If `test_size` is an int, it must be bigger than 0 and smaller than the size of the dataset ({n}). Got {test_size}.")
-        return ds.split_at_indices([n - test_size])
+            if stratify is None:
+                return ds.split_proportionately([1 - test_size])
+        else:
+            ds, n = ds._counted()
+            if test_size <= 0 or test_size >= n:
+                raise ValueError(f"If `test_size` is an int, it must be bigger than 0 and smaller than the size of the dataset ({n}). Got {test_size}.")
+            if stratify is None:
+                return ds.split_at_indices([n - test_size])
+            test_size = test_size / n
+        # Ray's stratified split: in each group of ``stratify``, its last int(n * test_size)
+        # rows are test rows.
+        flagged = ds.groupby(stratify).map_groups(_TrainFlag(test_size)).materialize()
+        train = flagged.filter(lambda row: row[_TRAIN_TEST_SPLIT_COLUMN]).drop_columns([_TRAIN_TEST_SPLIT_COLUMN])
+        test = flagged.filter(lambda row: not row[_TRAIN_TEST_SPLIT_COLUMN]).drop_columns([_TRAIN_TEST_SPLIT_COLUMN])
+        return train, test
 
     def streaming_split(self, n: int, *, equal: bool = False, locality_hints=None) -> List["DataIterator"]:
         return [DataIterator(part) for part in self.split(n, equal=equal)]
@@ -495,6 +563,23 @@ class Dataset:
 
     def __bool__(self) -> bool:
         return True
+
+
+#: Ray's name for the column a stratified ``train_test_split`` adds and drops.
+_TRAIN_TEST_SPLIT_COLUMN = "__ray_train_test_split_is_train__"
+
+
+class _TrainFlag:
+    """A group's rows flagged train, but for its last ``int(n * test_size)`` (Ray's rule)."""
+
+    def __init__(self, test_size: float):
+        self.test_size = test_size
+
+    def __call__(self, group: dict) -> dict:
+        n = len(next(iter(group.values()))) if group else 0
+        test = int(n * self.test_size)
+        group[_TRAIN_TEST_SPLIT_COLUMN] = np.array([True] * (n - test) + [False] * test)
+        return group
 
 
 class MaterializedDataset(Dataset):
