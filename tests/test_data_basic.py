@@ -321,3 +321,12 @@ def test_strategy_reprs_and_context_alias(ray):
     ds = ray.data.range(4).map_batches(lambda b: b, compute=ray.data.TaskPoolStrategy(size=1))
     assert sorted(r["id"] for r in ds.take_all()) == [0, 1, 2, 3]
     assert ray.data.from_blocks([pa.table({"x": [1]}), pa.table({"x": [2]})]).take_all() == [{"x": 1}, {"x": 2}]
+
+
+def test_range_default_blocks_follow_size(ray):
+    """Ray 2.60 sizes range's blocks by its bytes (8 per row): min(200, size / 1 MiB) read
+    tasks of n // k rows plus one for the remainder: 10**7 rows -> 77 blocks, 10**6 -> 8
+    (when 2 x CPUs is below that)."""
+    assert ray.data.range(10**7).materialize().num_blocks() == 77
+    if 2 * ray.cluster_resources()["CPU"] <= 7:
+        assert ray.data.range(10**6).materialize().num_blocks() == 8

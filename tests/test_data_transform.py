@@ -490,3 +490,14 @@ def test_train_test_split_stratified_and_proportions(ray):
         ray.data.range(3).train_test_split(0.5, shuffle=True, stratify="id")
     with pytest.raises(TypeError, match="`test_size` must be int or float"):
         ray.data.range(3).train_test_split("x")
+
+
+def test_local_shuffle_buffer_mixes_blocks(ray):
+    """Ray's local shuffle buffer draws each batch from every row waiting (at least the
+    buffer size), so a batch mixes rows of several blocks; every row comes once."""
+    ds = ray.data.range(200, override_num_blocks=20)
+    batches = list(ds.iter_batches(batch_size=10, local_shuffle_buffer_size=50, local_shuffle_seed=0))
+    assert sorted(np.concatenate([b["id"] for b in batches]).tolist()) == list(range(200))
+    assert all(len(b["id"]) == 10 for b in batches)
+    spans = [len({int(i) // 10 for i in b["id"]}) for b in batches]
+    assert max(spans) > 2, spans  # rows of more than two blocks of 10 in one batch

@@ -18,15 +18,16 @@ from raycompat.data import _blocks
 
 def batches_of(tables: Iterator[pa.Table], batch_size: Optional[int], batch_format, drop_last=False,
                shuffle_buffer=None, shuffle_seed=None, collate_fn=None) -> Iterator:
+    """Batches of exactly ``batch_size`` rows across blocks (the last one smaller unless
+    ``drop_last``), or one per block (``batch_size=None``)."""
     _blocks.check_batch_format(batch_format)
-    rng = np.random.default_rng(shuffle_seed) if shuffle_buffer else None
 
     def emit(table):
-        if rng is not None:
-            table = table.take(pa.array(rng.permutation(table.num_rows)))
         batch = _blocks.to_batch(table, batch_format)
         return collate_fn(batch) if collate_fn is not None else batch
 
+    if shuffle_buffer:
+        tables = _locally_shuffled(tables, batch_size, shuffle_buffer, shuffle_seed)
     pending, rows = [], 0
     for table in tables:
         if batch_size is None:
@@ -43,6 +44,35 @@ def batches_of(tables: Iterator[pa.Table], batch_size: Optional[int], batch_form
     if batch_size is not None and rows and not drop_last:
         yield emit(_blocks.concat(pending))
 
+
+def _locally_shuffled(tables, batch_size, buffer_rows, seed) -> Iterator[pa.Table]:
+    """Ray's local shuffle buffer: rows collect until at least ``buffer_rows`` (and a
+    batch) wait; each batch is drawn at random from all rows waiting, so rows of
+    different blocks mix; whatever remains at the end comes out shuffled too."""
+    rng = np.random.default_rng(seed)
+    size = batch_size or 1
+    floor = max(int(buffer_rows), size)
+    shuffled, fresh = None, []  # a permuted table being sliced; blocks not yet mixed in
+
+    def rows_waiting():
+        return (shuffled.num_rows if shuffled is not None else 0) + sum(t.num_rows for t in fresh)
+
+    def mix():
+        nonlocal shuffled, fresh
+        whole = _blocks.concat(([shuffled] if shuffled is not None else []) + fresh)
+        shuffled, fresh = whole.take(pa.array(rng.permutation(whole.num_rows))), []
+
+    for table in tables:
+        if table.num_rows:
+            fresh.append(table)
+        while rows_waiting() >= floor + size:
+            if shuffled is None or shuffled.num_rows < floor:
+                mix()
+            yield shuffled.slice(0, size)
+            shuffled = shuffled.slice(size)
+    if rows_waiting():
+        mix()
+        yield shuffled
 
 class DataIterator:
     """An iterator over one share of a Dataset (``streaming_split``, ``iterator()``)."""

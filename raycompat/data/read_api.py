@@ -10,6 +10,7 @@ binary); ``from_*_refs`` convert ObjectRefs in one task each.
 
 from __future__ import annotations
 
+import builtins
 from typing import Optional
 
 import numpy as np
@@ -21,17 +22,35 @@ from raycompat.data import _blocks, _files
 from raycompat.data import _execution as ex
 from raycompat.data._ignored import warn_ignored
 from raycompat.data.dataset import Dataset, MaterializedDataset
+from raycompat.data.context import DataContext
 
 
-def _num_blocks(n_rows: int, override_num_blocks: Optional[int]) -> int:
+def _num_blocks(n_rows: int, override_num_blocks: Optional[int], nbytes: Optional[int] = None) -> int:
+    """Ray's default block count: for a source of known size (``range``) Ray's
+    ``_autodetect_parallelism``, ``max(min(200, size / 1 MiB), size / 128 MiB, 2 x CPUs)``;
+    otherwise ``min(200, 2 x CPUs)`` (Ray's 200 alone would cut small inputs into blocks
+    that cost more to schedule than to compute). Never more blocks than rows."""
     if override_num_blocks is not None:
         return max(1, override_num_blocks)
-    return max(1, min(n_rows, 200, 2 * ex.cluster_cpus()))
+    ctx = DataContext.get_current()
+    cpus = 2 * ex.cluster_cpus()
+    if nbytes is None:
+        k = min(200, cpus)
+    else:
+        k = max(min(ctx.read_op_min_num_blocks, max(1, nbytes // ctx.target_min_block_size)),
+                nbytes // ctx.target_max_block_size, cpus)
+    return max(1, min(n_rows, int(k)))
 
 
 def _bounds(n: int, k: int) -> list:
     edges = np.linspace(0, n, k + 1).astype(int)
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _range_bounds(n: int, k: int) -> list:
+    """Ray's range read tasks: ``n // k`` rows each, the remainder in one more."""
+    size = max(1, n // k)
+    return [(a, min(a + size, n)) for a in builtins.range(0, n, size)]
 
 
 class _RangeRead:
@@ -51,8 +70,8 @@ class _RangeRead:
 
 def range(n: int, *, parallelism: int = -1, concurrency=None, override_num_blocks=None) -> Dataset:
     """Rows ``{"id": i}`` for ``i`` in ``[0, n)`` (int64), read lazily in blocks."""
-    k = _num_blocks(n, override_num_blocks)
-    tasks = [_RangeRead(a, b) for a, b in _bounds(n, k) if b > a]
+    k = _num_blocks(n, override_num_blocks, 8 * n)
+    tasks = [_RangeRead(a, b) for a, b in _range_bounds(n, k)]
     # Ray knows no schema for range(0) (its repr says "Unknown schema").
     schema = pa.schema([("id", pa.int64())]) if n > 0 else None
     return Dataset(ex.ReadSource("ReadRange", tasks, schema, n))
@@ -60,8 +79,8 @@ def range(n: int, *, parallelism: int = -1, concurrency=None, override_num_block
 
 def range_tensor(n: int, *, shape=(1,), parallelism: int = -1, concurrency=None, override_num_blocks=None) -> Dataset:
     """Rows ``{"data": array of shape, all i}`` for ``i`` in ``[0, n)``."""
-    k = _num_blocks(n, override_num_blocks)
-    tasks = [_RangeRead(a, b, tuple(shape)) for a, b in _bounds(n, k) if b > a]
+    k = _num_blocks(n, override_num_blocks, 8 * n * int(np.prod(shape)))
+    tasks = [_RangeRead(a, b, tuple(shape)) for a, b in _range_bounds(n, k)]
     schema = pa.schema([("data", pa.fixed_shape_tensor(pa.int64(), list(shape)))])
     return Dataset(ex.ReadSource("ReadRange", tasks, schema, n))
 
