@@ -501,3 +501,20 @@ def test_local_shuffle_buffer_mixes_blocks(ray):
     assert all(len(b["id"]) == 10 for b in batches)
     spans = [len({int(i) // 10 for i in b["id"]}) for b in batches]
     assert max(spans) > 2, spans  # rows of more than two blocks of 10 in one batch
+
+
+def test_streaming_split_runs_again_each_epoch_and_travels_to_tasks(ray):
+    """Ray: every epoch of a streaming split runs the dataset again (a random_shuffle
+    reshuffles), once all splits have started it; the iterators can be passed to tasks
+    (how Ray Train hands shards to workers)."""
+
+    @ray.remote(num_cpus=0)  # Ray 2.60 hangs when the consumers hold both CPUs (checked)
+    def consume(it, epochs):
+        return [[int(i) for b in it.iter_batches(batch_size=None) for i in b["id"]] for _ in range(epochs)]
+
+    its = ray.data.range(200, override_num_blocks=10).random_shuffle().streaming_split(2, equal=True)
+    a, b = ray.get([consume.remote(its[0], 2), consume.remote(its[1], 2)], timeout=120)
+    for epoch in range(2):
+        assert len(a[epoch]) == len(b[epoch]) == 100
+        assert sorted(a[epoch] + b[epoch]) == list(range(200))
+    assert a[0] != a[1]  # shuffled again

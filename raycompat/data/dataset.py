@@ -18,7 +18,7 @@ import pyarrow as pa
 
 import raycompat
 from raycompat._dask import data_bridge
-from raycompat.data import _actor_pool, _blocks, _exchange, _files, _ops, _repr
+from raycompat.data import _actor_pool, _blocks, _exchange, _files, _ops, _repr, _streaming_split
 from raycompat.data import _execution as ex
 from raycompat.data import aggregate as agg_mod
 from raycompat.data import expressions
@@ -339,7 +339,8 @@ class Dataset:
         return train, test
 
     def streaming_split(self, n: int, *, equal: bool = False, locality_hints=None) -> List["DataIterator"]:
-        return [DataIterator(part) for part in self.split(n, equal=equal)]
+        """``n`` iterators sharing one execution per epoch (``_streaming_split``)."""
+        return _streaming_split.streaming_split(self, n, equal)
 
     def iterator(self) -> "DataIterator":
         """A ``DataIterator`` over the whole Dataset."""

@@ -74,6 +74,7 @@ def _locally_shuffled(tables, batch_size, buffer_rows, seed) -> Iterator[pa.Tabl
         mix()
         yield shuffled
 
+
 class DataIterator:
     """An iterator over one share of a Dataset (``streaming_split``, ``iterator()``)."""
 
@@ -94,3 +95,49 @@ class DataIterator:
 
     def __repr__(self):
         return f"DataIterator({self._dataset!r})"
+
+
+class StreamSplitDataIterator(DataIterator):
+    """One of ``streaming_split(n)``'s iterators (Ray's class of that name).
+
+    Ray runs the dataset in a coordinator actor and hands its blocks to the ``n``
+    iterators as they ask; each pass over an iterator is an epoch, and every epoch runs the
+    dataset again (a ``random_shuffle`` reshuffles), once all ``n`` iterators have started
+    it. raycompat does the same with a raycompat actor (``_streaming_split``), so the
+    iterators can be passed to other tasks and actors, as Ray Train does.
+    """
+
+    def __init__(self, coordinator, index: int, dataset_repr: str):
+        self._coordinator, self._index, self._repr = coordinator, index, dataset_repr
+        self._epoch = 0
+
+    def _tables(self) -> Iterator[pa.Table]:
+        import raycompat
+
+        self._epoch += 1
+        while True:
+            block = raycompat.get(self._coordinator.next_block.remote(self._index, self._epoch))
+            if block is None:
+                return
+            yield raycompat.get(block[0])
+
+    def iter_batches(self, *, prefetch_batches: int = 1, batch_size: Optional[int] = 256, batch_format="default",
+                     drop_last: bool = False, local_shuffle_buffer_size=None, local_shuffle_seed=None, _collate_fn=None):
+        return batches_of(self._tables(), batch_size, batch_format, drop_last, local_shuffle_buffer_size,
+                          local_shuffle_seed, _collate_fn)
+
+    def iter_rows(self):
+        for table in self._tables():
+            yield from _blocks.rows_of(table)
+
+    def materialize(self):
+        from raycompat.data import _execution as ex
+        from raycompat.data.dataset import MaterializedDataset
+
+        return MaterializedDataset(ex.RefSource([ex.put_block(t) for t in self._tables()]))
+
+    def stats(self) -> str:
+        return ""
+
+    def __repr__(self):
+        return f"StreamSplitDataIterator(index={self._index}, dataset={self._repr})"
