@@ -518,3 +518,31 @@ def test_streaming_split_runs_again_each_epoch_and_travels_to_tasks(ray):
         assert len(a[epoch]) == len(b[epoch]) == 100
         assert sorted(a[epoch] + b[epoch]) == list(range(200))
     assert a[0] != a[1]  # shuffled again
+
+
+class _GroupTotal:
+    def __init__(self, offset):
+        self.offset = offset
+
+    def __call__(self, batch):
+        return {"k": batch["k"][:1], "total": np.array([batch["v"].sum() + self.offset])}
+
+
+def test_map_groups_callable_class_and_options(ray):
+    """Ray runs map_groups through map_batches: a callable class on an actor pool with its
+    constructor arguments, a function with concurrency/num_cpus. (Ray 2.60 hangs with
+    concurrency=2 for the class on 2 CPUs: its shuffle actors hold the CPUs.)"""
+    ds = ray.data.from_items([{"k": i % 3, "v": i} for i in range(12)])
+    out = ds.groupby("k").map_groups(_GroupTotal, fn_constructor_args=(1000,), concurrency=1).take_all()
+    assert sorted((r["k"], r["total"]) for r in out) == [(0, 1018), (1, 1022), (2, 1026)]
+    out = ds.groupby("k").map_groups(lambda b: {"k": b["k"][:1], "total": np.array([b["v"].sum()])},
+                                     concurrency=1, num_cpus=0.5).take_all()
+    assert sorted((r["k"], r["total"]) for r in out) == [(0, 18), (1, 22), (2, 26)]
+
+
+def test_ray_remote_args_pass_through_or_raise(ray):
+    """Ray passes map_batches' extra keywords to .options(): a task option works, any
+    other keyword is Ray's ValueError naming it."""
+    assert ray.data.range(4).map_batches(lambda b: b, max_retries=2).count() == 4
+    with pytest.raises(ValueError, match="Invalid option keyword bogus_option for remote functions"):
+        ray.data.range(4).map_batches(lambda b: b, bogus_option=2).count()

@@ -139,7 +139,7 @@ class _Pool:
     def __init__(self, stage: "ActorMapStage", upstream_busy):
         self.stage, self.upstream_busy = stage, upstream_busy
         strategy = stage.strategy
-        self.args = {"num_cpus": 1, **stage.remote_args}
+        self.args = {"num_cpus": 1, **ex.options_for(stage.remote_args, "actor")}
         fit = max(1, _fitting_actors(self.args, raycompat.cluster_resources()))
         upper = strategy.max_size if strategy.max_size != float("inf") else max(strategy.min_size, ex.cluster_cpus())
         self.max_size = max(1, min(int(upper), fit))

@@ -91,9 +91,18 @@ def task_name(op_name: str) -> str:
     return op_name.replace("->", "→")
 
 
+def options_for(remote_args: Optional[dict], kind: str) -> dict:
+    """``remote_args`` without the options the other kind takes (``kind``: "task" or
+    "actor"; ``max_restarts`` is for a pool's actors, ``max_retries`` for tasks)."""
+    from raycompat._private.options import actor_options, task_options
+
+    valid = task_options if kind == "task" else actor_options
+    return {k: v for k, v in (remote_args or {}).items() if k in valid}
+
+
 def submit_apply(ref_or_read, ops, name, remote_args=None, read=False) -> BlockRef:
     fn = _read_apply_remote if read else _apply_remote
-    table_ref, meta_ref = fn.options(name=task_name(name), **(remote_args or {})).remote(ref_or_read, tuple(ops))
+    table_ref, meta_ref = fn.options(name=task_name(name), **options_for(remote_args, "task")).remote(ref_or_read, tuple(ops))
     return BlockRef(table_ref, meta_ref)
 
 
@@ -264,7 +273,8 @@ class MapStage(Node):
         ops = _ops.for_task(self.ops, task_idx)
         if len(blocks) == 1:
             return submit_apply(blocks[0].ref, ops, self.name, self.remote_args)
-        t, m = _apply_many_remote.options(name=task_name(self.name), **self.remote_args).remote(ops, *[b.ref for b in blocks])
+        t, m = _apply_many_remote.options(name=task_name(self.name), **options_for(self.remote_args, "task")).remote(
+            ops, *[b.ref for b in blocks])
         return BlockRef(t, m)
 
     def known_schema(self):

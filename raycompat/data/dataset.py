@@ -52,11 +52,18 @@ class Schema:
         return "\n".join(lines)
 
 
-def _remote_args(num_cpus=None, num_gpus=None, memory=None, resources=None, **rest) -> dict:
-    args = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("memory", memory), ("resources", resources)) if v is not None}
-    for key in ("scheduling_strategy", "runtime_env", "max_retries", "retry_exceptions"):
-        if key in rest:
-            args[key] = rest[key]
+def _remote_args(num_cpus=None, num_gpus=None, memory=None, **ray_remote_args) -> dict:
+    """The options for a stage's tasks or actors, as Ray passes ``ray_remote_args`` to
+    ``.options()``: every task or actor option goes through (each kind of stage keeps
+    its own, ``_execution.options_for``); any other keyword is Ray's ValueError."""
+    from raycompat._private.options import actor_options, task_options
+
+    args = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("memory", memory)) if v is not None}
+    for key, value in ray_remote_args.items():
+        if key not in task_options and key not in actor_options:
+            raise ValueError(f"Invalid option keyword {key} for remote functions. Valid ones are {list(task_options)}.")
+        if key not in ("name", "num_returns"):  # raycompat.data names its tasks and sets their returns
+            args[key] = value
     return args
 
 

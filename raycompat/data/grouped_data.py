@@ -64,9 +64,43 @@ class GroupedData:
     def map_groups(self, fn, *, compute=None, batch_format="default", fn_args=None, fn_kwargs=None,
                    fn_constructor_args=None, fn_constructor_kwargs=None, num_cpus=None, num_gpus=None,
                    memory=None, concurrency=None, **ray_remote_args) -> Dataset:
-        """``fn(batch)`` once per group, each batch all the rows of one key."""
-        finish = _exchange.MapGroups(self._keys, fn, batch_format, tuple(fn_args or ()), dict(fn_kwargs or {}))
+        """``fn(batch)`` once per group, each batch all the rows of one key.
+
+        Ray shuffles the rows so each group is whole in one block, then runs
+        ``map_batches`` over the blocks with a wrapper calling ``fn`` per group, so a
+        callable class runs on an actor pool and ``compute``/``concurrency``/resources
+        apply. raycompat does the same; a plain function with none of those runs in the
+        exchange's reduce tasks instead (one task per block fewer).
+        """
+        fn_args, fn_kwargs = tuple(fn_args or ()), dict(fn_kwargs or {})
         n = self._num_partitions
-        node = ex.AllToAll(self._dataset._node, "MapGroups", lambda bs: _exchange.hash_exchange(bs, self._keys, finish, "MapGroups", n),
-                           keeps_schema=False, keeps_rows=False)
-        return self._dataset._with(node)
+        is_class = isinstance(fn, type)
+        options = dict(num_cpus=num_cpus, num_gpus=num_gpus, memory=memory, **ray_remote_args)
+        if not is_class and compute is None and concurrency is None and not any(v is not None for v in options.values()):
+            finish = _exchange.MapGroups(self._keys, fn, batch_format, fn_args, fn_kwargs)
+            node = ex.AllToAll(self._dataset._node, "MapGroups",
+                               lambda bs: _exchange.hash_exchange(bs, self._keys, finish, "MapGroups", n),
+                               keeps_schema=False, keeps_rows=False)
+            return self._dataset._with(node)
+        grouped = self._dataset._with(ex.AllToAll(
+            self._dataset._node, "MapGroups",
+            lambda bs: _exchange.hash_exchange(bs, self._keys, _exchange.unchanged, "MapGroups", n)))
+        if is_class:
+            return grouped.map_batches(
+                _ClassPerGroup, batch_size=None, batch_format="pyarrow", compute=compute, concurrency=concurrency,
+                fn_constructor_args=(self._keys, fn, batch_format, fn_args, fn_kwargs,
+                                     tuple(fn_constructor_args or ()), dict(fn_constructor_kwargs or {})),
+                **options)
+        return grouped.map_batches(_exchange.MapGroups(self._keys, fn, batch_format, fn_args, fn_kwargs),
+                                   batch_size=None, batch_format="pyarrow", compute=compute,
+                                   concurrency=concurrency, **options)
+
+
+class _ClassPerGroup:
+    """``map_groups`` of a callable class: one instance per actor, called per group."""
+
+    def __init__(self, keys, cls, batch_format, fn_args, fn_kwargs, ctor_args, ctor_kwargs):
+        self.per_group = _exchange.MapGroups(keys, cls(*ctor_args, **ctor_kwargs), batch_format, fn_args, fn_kwargs)
+
+    def __call__(self, table):
+        return self.per_group(table)
