@@ -546,3 +546,27 @@ def test_ray_remote_args_pass_through_or_raise(ray):
     assert ray.data.range(4).map_batches(lambda b: b, max_retries=2).count() == 4
     with pytest.raises(ValueError, match="Invalid option keyword bogus_option for remote functions"):
         ray.data.range(4).map_batches(lambda b: b, bogus_option=2).count()
+
+
+def test_aggregates_nulls_std_and_repeated_names(ray):
+    """Ray 2.60 (checked): ignore_nulls=False makes a result None when its column (or
+    group) has a null; std of no more values than ddof is NaN, globally and per group; a
+    repeated aggregation name gets "_2"; add_column replaces a column of the same name."""
+    import math
+
+    ds = ray.data.from_items([{"k": i % 2, "x": (None if i == 3 else float(i))} for i in range(6)], override_num_blocks=2)
+    for name, expected in (("sum", 12.0), ("min", 0.0), ("max", 5.0), ("mean", 2.4)):
+        assert getattr(ds, name)("x") == expected
+        assert getattr(ds, name)("x", ignore_nulls=False) is None
+    assert ds.std("x", ignore_nulls=False) is None
+    rows = sorted(ds.groupby("k").sum("x", ignore_nulls=False).take_all(), key=lambda r: r["k"])
+    assert rows == [{"k": 0, "sum(x)": 6.0}, {"k": 1, "sum(x)": None}]
+    Count = ray.data.aggregate.Count
+    assert ds.aggregate(Count("x", ignore_nulls=True), Count("x", ignore_nulls=False), Count()) == {
+        "count(x)": 5, "count(x)_2": 6, "count()": 6}
+    one = ray.data.from_items([{"x": 1.0}])
+    assert math.isnan(one.std("x")) and one.std("x", ddof=0) == 0.0
+    assert math.isnan(ray.data.from_items([{"k": 1, "x": 1.0}]).groupby("k").std("x").take_all()[0]["std(x)"])
+    assert ray.data.from_items([{"x": None}, {"x": None}]).std("x") is None
+    replaced = ray.data.range(3).add_column("id", lambda t: pa.array([7] * t.num_rows), batch_format="pyarrow")
+    assert replaced.take_all() == [{"id": 7}] * 3

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 import raycompat
 from raycompat.data import _blocks, _ops
+from raycompat.data import aggregate as agg_mod
 from raycompat.data import _execution as ex
 
 
@@ -237,18 +238,34 @@ class GroupAggregate:
         self.keys, self.aggs = keys, aggs
 
     def __call__(self, table):
-        specs = [a.arrow_spec() for a in self.aggs]
         if table.num_columns == 0:
             return table
+        specs = [a.arrow_spec() for a in self.aggs]
+        # A std of no more values than ddof is NaN on Ray, null in pyarrow: count each std
+        # column's values (and nulls, when they are not ignored) to tell the two apart.
+        stds = {i: a for i, a in enumerate(self.aggs) if isinstance(a, agg_mod.Std)}
+        extra = []
+        for a in stds.values():
+            extra.append((a.on, "count", pc.CountOptions(mode="only_valid")))
+            extra.append((a.on, "count", pc.CountOptions(mode="only_null")))
         result = table.group_by(self.keys, use_threads=False).aggregate(
-            [(c, f) if o is None else (c, f, o) for c, f, o in specs]
+            [(c, f) if o is None else (c, f, o) for c, f, o in specs + extra]
         )
-        names = []
-        for c, f, _ in specs:
-            names.append("count_all" if f == "count_all" else f"{c}_{f}")
+        # Aggregates by position (two may share pyarrow's name): after the keys in newer
+        # pyarrow, before them in older.
+        first = len(self.keys) if result.column_names[:len(self.keys)] == list(self.keys) else 0
+        columns = [result.column(first + j) for j in range(len(specs) + len(extra))]
         cols = {k: result.column(k) for k in self.keys}
-        for agg, raw in zip(self.aggs, names):
-            cols[agg.name] = result.column(raw)
+        counts = iter(columns[len(specs):])
+        for i, name in enumerate(agg_mod.unique_names(self.aggs)):
+            column = columns[i]
+            if i in stds:
+                n_valid, n_null = next(counts), next(counts)
+                nan = pc.and_(pc.is_null(column), pc.greater(n_valid, 0))
+                if not stds[i].ignore_nulls:
+                    nan = pc.and_(nan, pc.equal(n_null, 0))
+                column = pc.if_else(nan, pa.scalar(float("nan")), column)
+            cols[name] = column
         out = pa.table(cols)
         return out.take(_ops.sort_indices(out, self.keys, False))
 
@@ -286,6 +303,7 @@ _block_states_r = raycompat.remote(_block_states)
 
 def global_aggregate(blocks, aggs) -> dict:
     states = raycompat.get([_block_states_r.remote(aggs, b.ref) for b in blocks])
+    names = agg_mod.unique_names(aggs)
     result = {}
     for i, agg in enumerate(aggs):
         state = None
@@ -293,7 +311,7 @@ def global_aggregate(blocks, aggs) -> dict:
         for s in states:
             state = s[i] if first else agg.merge(state, s[i])
             first = False
-        result[agg.name] = agg.finalize(state) if not first else None
+        result[names[i]] = agg.finalize(state) if not first else None
     return result
 
 

@@ -120,7 +120,9 @@ class AddColumn(MapBatches):
     def _add(self, batch):
         values = self.col_fn(batch)
         if isinstance(batch, pa.Table):
-            return batch.append_column(self.col, values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values))
+            values = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+            index = batch.schema.get_field_index(self.col)  # an existing column is replaced, as in Ray
+            return batch.append_column(self.col, values) if index == -1 else batch.set_column(index, self.col, values)
         batch[self.col] = values
         return batch
 

@@ -1,9 +1,12 @@
 """Aggregations (Ray's ``ray.data.aggregate``): ``Count``, ``Sum``, ``Min``, ``Max``, ``Mean``, ``Std``.
 
 Ray names each result after the aggregation: ``count()``, ``sum(x)``, ``mean(x)``...
-(``alias_name`` overrides it). Globally each block yields a small partial state in its
-own task and the driver merges them (Std by Chan's parallel variance); per group they
-become one ``pyarrow`` ``group_by().aggregate()`` in each reduce task.
+(``alias_name`` overrides it; a repeated name gets ``_2``, ``_3``...). Globally each
+block yields a small partial state in its own task and the driver merges them (Std by
+Chan's parallel variance); per group they become one ``pyarrow``
+``group_by().aggregate()`` in each reduce task. With ``ignore_nulls=False`` a null in
+the column makes the result None, as on Ray 2.60 (checked); ``std`` of no more values
+than ``ddof`` is NaN.
 """
 
 from __future__ import annotations
@@ -42,6 +45,27 @@ class AggregateFn:
         return f"{type(self).__name__}(on={self.on!r})"
 
 
+class _HasNull:
+    """The partial state of a block with a null when nulls are not ignored: it wins every
+    merge and finalizes to None (compared by type: it comes back pickled from a task)."""
+
+    def __repr__(self):
+        return "<null>"
+
+
+HAS_NULL = _HasNull()
+
+
+def unique_names(aggs) -> list:
+    """The aggregations' result names, a repeated one suffixed ``_2``, ``_3``... (Ray's)."""
+    seen: dict = {}
+    names = []
+    for a in aggs:
+        seen[a.name] = seen.get(a.name, 0) + 1
+        names.append(a.name if seen[a.name] == 1 else f"{a.name}_{seen[a.name]}")
+    return names
+
+
 def _col(table, on):
     if table.num_rows == 0 and on not in table.column_names:
         return pa.array([], type=pa.null())  # an empty block has no columns
@@ -73,17 +97,24 @@ class _Simple(AggregateFn):
 
     def block_state(self, table):
         col = _col(table, self.on)
+        if col.null_count and not self.ignore_nulls:
+            return HAS_NULL
         if len(col) == col.null_count:
             return None
         return getattr(pc, self.fn)(col).as_py()
 
     def merge(self, a, b):
+        if isinstance(a, _HasNull) or isinstance(b, _HasNull):
+            return HAS_NULL
         if a is None or b is None:
             return b if a is None else a
         return self._merge(a, b)
 
+    def finalize(self, state):
+        return None if isinstance(state, _HasNull) else state
+
     def arrow_spec(self):
-        return (self.on, self.fn, None)
+        return (self.on, self.fn, pc.ScalarAggregateOptions(skip_nulls=self.ignore_nulls, min_count=1))
 
 
 class Sum(_Simple):
@@ -112,19 +143,23 @@ class Mean(AggregateFn):
 
     def block_state(self, table):
         col = _col(table, self.on)
+        if col.null_count and not self.ignore_nulls:
+            return HAS_NULL
         n = len(col) - col.null_count
         return None if n == 0 else (pc.sum(col).as_py(), n)
 
     def merge(self, a, b):
+        if isinstance(a, _HasNull) or isinstance(b, _HasNull):
+            return HAS_NULL
         if a is None or b is None:
             return b if a is None else a
         return (a[0] + b[0], a[1] + b[1])
 
     def finalize(self, state):
-        return None if state is None else state[0] / state[1]
+        return None if state is None or isinstance(state, _HasNull) else state[0] / state[1]
 
     def arrow_spec(self):
-        return (self.on, "mean", None)
+        return (self.on, "mean", pc.ScalarAggregateOptions(skip_nulls=self.ignore_nulls, min_count=1))
 
 
 class Std(AggregateFn):
@@ -136,6 +171,8 @@ class Std(AggregateFn):
 
     def block_state(self, table):
         col = _col(table, self.on).cast(pa.float64())
+        if col.null_count and not self.ignore_nulls:
+            return HAS_NULL
         n = len(col) - col.null_count
         if n == 0:
             return None
@@ -144,6 +181,8 @@ class Std(AggregateFn):
         return (n, mean, m2)
 
     def merge(self, a, b):
+        if isinstance(a, _HasNull) or isinstance(b, _HasNull):
+            return HAS_NULL
         if a is None or b is None:
             return b if a is None else a
         n = a[0] + b[0]
@@ -152,12 +191,16 @@ class Std(AggregateFn):
         return (n, mean, a[2] + b[2] + delta * delta * a[0] * b[0] / n)
 
     def finalize(self, state):
-        if state is None or state[0] - self.ddof <= 0:
-            return None if state is None else 0.0
+        if state is None or isinstance(state, _HasNull):
+            return None
+        if state[0] - self.ddof <= 0:
+            return math.nan
         return math.sqrt(state[2] / (state[0] - self.ddof))
 
     def arrow_spec(self):
-        return (self.on, "stddev", pc.VarianceOptions(ddof=self.ddof))
+        # min_count=0: a group of no more values than ddof gives null here, made NaN by
+        # GroupAggregate (Ray's result), while a group of nulls only stays null.
+        return (self.on, "stddev", pc.VarianceOptions(ddof=self.ddof, skip_nulls=self.ignore_nulls))
 
 
 class AbsMax(_Simple):
@@ -165,6 +208,8 @@ class AbsMax(_Simple):
 
     def block_state(self, table):
         col = pc.abs(_col(table, self.on))
+        if col.null_count and not self.ignore_nulls:
+            return HAS_NULL
         return None if len(col) == col.null_count else pc.max(col).as_py()
 
     def _merge(self, a, b):
