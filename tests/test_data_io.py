@@ -66,7 +66,10 @@ def test_dask_round_trip(ray):
     ddf = dd.from_pandas(pd.DataFrame({"x": range(6), "y": list("abcdef")}), npartitions=2)
     ds = ray.data.from_dask(ddf)
     assert _rows(ds, "x") == [{"x": i, "y": "abcdef"[i]} for i in range(6)]
+    assert ds.num_blocks() == 2 and ds.count() == 6
+    assert sorted(r["x"] for r in ds.map(lambda r: {"x": r["x"] + 1}).take_all()) == [1, 2, 3, 4, 5, 6]
     back = ray.data.range(6).map(lambda r: {"id": r["id"] * 2}).to_dask()
+    assert str(back.dtypes["id"]) == "int64[pyarrow]"  # Ray 2.60's Arrow-backed pandas
     assert sorted(back.compute()["id"].tolist()) == [0, 2, 4, 6, 8, 10]
 
 
@@ -134,3 +137,25 @@ def test_empty_blocks_are_not_written(ray, tmp_path):
     ray.data.range(10, override_num_blocks=2).filter(lambda r: r["id"] < 5).write_csv(out)
     assert len(os.listdir(out)) == 1
     assert sorted(r["id"] for r in ray.data.read_csv(out).take_all()) == [0, 1, 2, 3, 4]
+
+
+def test_pandas_conversions_are_arrow_backed(ray):
+    """Ray 2.60 (checked) converts blocks to pandas with Arrow-backed dtypes (to_pandas,
+    pandas batches, to_dask); DataContext.enable_arrow_backed_pandas_conversion=False
+    brings numpy dtypes back."""
+    ds = ray.data.range(3).map(lambda r: {"id": r["id"], "s": str(r["id"])})
+    assert {k: str(v) for k, v in ds.to_pandas().dtypes.items()} == {"id": "int64[pyarrow]", "s": "string[pyarrow]"}
+
+    def dtypes(df):
+        return pd.DataFrame({"d": [f"{df['id'].dtype}/{df['s'].dtype}"] * len(df)})
+
+    assert set(ds.map_batches(dtypes, batch_format="pandas").to_pandas()["d"]) == {"int64[pyarrow]/string[pyarrow]"}
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_arrow_backed_pandas_conversion = False
+    try:
+        plain = ray.data.range(3).map(lambda r: {"id": r["id"], "s": str(r["id"])})
+        numpy_str = str(pd.Series(["a"]).dtype)  # object, or str in pandas 3
+        assert set(plain.map_batches(dtypes, batch_format="pandas").to_pandas()["d"]) == {f"int64/{numpy_str}"}
+        assert str(plain.to_pandas().dtypes["id"]) == "int64"
+    finally:
+        ctx.enable_arrow_backed_pandas_conversion = True

@@ -90,13 +90,38 @@ def table_from_pandas(df) -> pa.Table:
     return pa.Table.from_pandas(df, preserve_index=False)
 
 
-def to_batch(table: pa.Table, batch_format: Optional[str]):
+def arrow_backed_default() -> bool:
+    """``DataContext.enable_arrow_backed_pandas_conversion`` (read in the driver; a stage
+    carries the value to its tasks)."""
+    from raycompat.data.context import DataContext
+
+    return bool(DataContext.get_current().enable_arrow_backed_pandas_conversion)
+
+
+def _arrow_backed_dtype(t: pa.DataType):
+    """Ray's ``_arrow_backed_pandas_dtype``: standard Arrow types as ``pd.ArrowDtype``."""
+    import pandas as pd
+
+    if isinstance(t, pa.BaseExtensionType) or pa.types.is_dictionary(t) or pa.types.is_null(t):
+        return None
+    return pd.ArrowDtype(t)
+
+
+def table_to_pandas(table: pa.Table, arrow_backed: Optional[bool] = None):
+    """A block as a DataFrame, as Ray 2.60 converts it: Arrow-backed dtypes
+    (``int64[pyarrow]``, ``string[pyarrow]``) unless the DataContext turns that off."""
+    if arrow_backed is None:
+        arrow_backed = arrow_backed_default()
+    df = table.to_pandas(types_mapper=_arrow_backed_dtype if arrow_backed else None)
+    return df.reset_index(drop=True)
+
+
+def to_batch(table: pa.Table, batch_format: Optional[str], arrow_backed: Optional[bool] = None):
     """A block (or slice) in the format a user function or consumer asked for."""
     if batch_format in ("default", "numpy"):
         return {name: column_to_numpy(table.column(name)) for name in table.column_names}
     if batch_format == "pandas":
-        df = table.to_pandas()
-        return df.reset_index(drop=True)
+        return table_to_pandas(table, arrow_backed)
     check_batch_format(batch_format)
     return table
 

@@ -276,6 +276,7 @@ class MapGroups:
     def __init__(self, keys, fn, batch_format, fn_args, fn_kwargs):
         self.keys, self.fn, self.batch_format = keys, fn, batch_format
         self.fn_args, self.fn_kwargs = fn_args, fn_kwargs
+        self.arrow_backed = _blocks.arrow_backed_default()
 
     def __call__(self, table):
         if table.num_rows == 0:
@@ -289,7 +290,7 @@ class MapGroups:
         starts = list(np.flatnonzero(change)) + [table.num_rows]
         outs = []
         for a, b in zip(starts[:-1], starts[1:]):
-            batch = _blocks.to_batch(table.slice(a, b - a), self.batch_format)
+            batch = _blocks.to_batch(table.slice(a, b - a), self.batch_format, self.arrow_backed)
             outs.append(_blocks.batch_to_table(_ops.call_udf(self.fn, batch, *self.fn_args, **self.fn_kwargs)))
         return _blocks.concat(outs)
 

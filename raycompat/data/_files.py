@@ -138,8 +138,8 @@ def write(blocks, path: str, kind: str) -> None:
     raycompat.get(refs)
 
 
-def _convert(table, fmt, column=None):
-    batch = _blocks.to_batch(table, fmt)
+def _convert(table, fmt, column=None, arrow_backed=None):
+    batch = _blocks.to_batch(table, fmt, arrow_backed)
     return batch[column] if column is not None else batch
 
 

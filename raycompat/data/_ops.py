@@ -95,13 +95,14 @@ class MapBatches(Op):
         self.fn, self.batch_size, self.batch_format = fn, batch_size, batch_format
         self.fn_args, self.fn_kwargs = tuple(fn_args or ()), dict(fn_kwargs or {})
         self.name = name or f"MapBatches({_fn_name(fn)})"
+        self.arrow_backed = _blocks.arrow_backed_default()
 
     def __call__(self, table):
         n = table.num_rows
         size = n if self.batch_size in (None, "auto") else max(1, int(self.batch_size))
         outs = []
         for start in range(0, n, size or 1) if n else ():
-            batch = _blocks.to_batch(table.slice(start, size), self.batch_format)
+            batch = _blocks.to_batch(table.slice(start, size), self.batch_format, self.arrow_backed)
             result = call_udf(self.fn, batch, *self.fn_args, **self.fn_kwargs)
             if hasattr(result, "__next__") and not isinstance(result, dict):
                 outs.extend(_blocks.batch_to_table(r) for r in _udf_items(result))

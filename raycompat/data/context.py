@@ -48,6 +48,7 @@ _DEFAULTS = {
     "enable_progress_bars": True,
     "enable_operator_progress_bars": True,
     "enable_tensor_extension_casting": True,
+    "enable_arrow_backed_pandas_conversion": True,
     "enable_auto_log_stats": False,
     "use_push_based_shuffle": False,
     "eager_free": False,

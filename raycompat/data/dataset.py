@@ -467,7 +467,7 @@ class Dataset:
         blocks = self._blocks()
         if limit is not None and known is None:
             self._check_pandas_limit(sum(m.num_rows for m in ex.metas(blocks)), limit)
-        return _blocks.concat(raycompat.get([b.ref for b in blocks])).to_pandas()
+        return _blocks.table_to_pandas(_blocks.concat(raycompat.get([b.ref for b in blocks])))
 
     @staticmethod
     def _check_pandas_limit(count: int, limit: int) -> None:
@@ -482,14 +482,17 @@ class Dataset:
         return [b.ref for b in self._blocks()]
 
     def to_pandas_refs(self) -> list:
-        return [_files.convert_remote.remote(b.ref, "pandas") for b in self._blocks()]
+        arrow_backed = _blocks.arrow_backed_default()
+        return [_files.convert_remote.remote(b.ref, "pandas", None, arrow_backed) for b in self._blocks()]
 
     def to_numpy_refs(self, *, column: Optional[str] = None) -> list:
         return [_files.convert_remote.remote(b.ref, "numpy", column) for b in self._blocks()]
 
     def to_dask(self, meta=None, verify_meta: bool = True):
         """A ``dask.dataframe`` with one partition per block."""
-        return data_bridge.to_dask([b.ref for b in self._blocks()], meta)
+        blocks = self._blocks()
+        schema = next((m.schema for m in ex.metas(blocks) if m.num_rows and m.schema is not None), None)
+        return data_bridge.to_dask([b.ref for b in blocks], meta, schema, _blocks.arrow_backed_default())
 
     def get_internal_block_refs(self) -> list:
         return [b.ref for b in self._blocks()]

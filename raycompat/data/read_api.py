@@ -129,8 +129,10 @@ def from_arrow(tables) -> MaterializedDataset:
 
 
 def from_dask(df) -> MaterializedDataset:
-    """A ``dask.dataframe`` as a Dataset: one block per partition (computed now)."""
-    return _materialized(data_bridge.partitions_as_tables(df))
+    """A ``dask.dataframe`` as a Dataset: one block per partition, computed now on the
+    cluster (as Ray's ``from_dask`` does), converted to Arrow next to it."""
+    pairs = data_bridge.partitions_as_refs(df, _blocks.metadata_of)
+    return MaterializedDataset(ex.RefSource([ex.BlockRef(t, m) for t, m in pairs]))
 
 
 # Files ---------------------------------------------------------------------------------
