@@ -330,3 +330,17 @@ def test_range_default_blocks_follow_size(ray):
     assert ray.data.range(10**7).materialize().num_blocks() == 77
     if 2 * ray.cluster_resources()["CPU"] <= 7:
         assert ray.data.range(10**6).materialize().num_blocks() == 8
+
+
+def test_num_blocks_and_ref_bundles(ray):
+    """Ray 2.60: num_blocks() only on a MaterializedDataset (NotImplementedError before);
+    iter_internal_ref_bundles yields RefBundles of (ref, metadata) block entries."""
+    ds = ray.data.range(10, override_num_blocks=2)
+    with pytest.raises(NotImplementedError, match="only available for `MaterializedDataset`"):
+        ds.num_blocks()
+    bundles = list(ds.iter_internal_ref_bundles())
+    assert sum(b.num_rows() for b in bundles) == 10
+    ref, meta = bundles[0].blocks[0].ref, bundles[0].blocks[0].metadata
+    assert isinstance(ref, ray.ObjectRef) and meta.num_rows == bundles[0].num_rows()
+    assert bundles[0].block_refs == [ref] and bundles[0].size_bytes() > 0
+    assert pa.Table.from_pylist(ray.get(ref).to_pylist()).column_names == ["id"]

@@ -159,3 +159,13 @@ def test_pandas_conversions_are_arrow_backed(ray):
         assert str(plain.to_pandas().dtypes["id"]) == "int64"
     finally:
         ctx.enable_arrow_backed_pandas_conversion = True
+
+
+def test_read_json_array_files(ray, tmp_path):
+    """Ray 2.60 reads a file holding a JSON array of objects (or one object) besides JSON
+    lines (it falls back to json.load when pyarrow's reader refuses)."""
+    (tmp_path / "arr.json").write_text('[{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]')
+    (tmp_path / "lines.json").write_text('{"a": 3, "b": "z"}\n{"a": 4, "b": "w"}\n')
+    (tmp_path / "one.json").write_text('{"a": 5, "b": "v"}')
+    assert ray.data.read_json(str(tmp_path / "arr.json")).take_all() == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
+    assert sorted(r["a"] for r in ray.data.read_json(str(tmp_path)).take_all()) == [1, 2, 3, 4, 5]

@@ -42,6 +42,42 @@ class BlockRef:
         return self._meta
 
 
+class BlockEntry:
+    """One block of a ``RefBundle``: its ref and metadata (Ray's ``BlockEntry``)."""
+
+    __slots__ = ("ref", "metadata")
+
+    def __init__(self, ref, metadata):
+        self.ref, self.metadata = ref, metadata
+
+
+class RefBundle:
+    """Blocks as ``iter_internal_ref_bundles`` yields them (Ray's ``RefBundle``: here one
+    block each)."""
+
+    def __init__(self, blocks, owns_blocks: bool = False, schema=None):
+        self.blocks = tuple(blocks)
+        self.owns_blocks = owns_blocks
+        self.schema = schema
+
+    @property
+    def block_refs(self) -> list:
+        return [b.ref for b in self.blocks]
+
+    @property
+    def metadata(self) -> list:
+        return [b.metadata for b in self.blocks]
+
+    def num_rows(self) -> int:
+        return sum(m.num_rows for m in self.metadata)
+
+    def size_bytes(self) -> int:
+        return sum(m.size_bytes or 0 for m in self.metadata)
+
+    def __repr__(self):
+        return f"RefBundle(num_blocks={len(self.blocks)}, num_rows={self.num_rows()})"
+
+
 def metas(blocks) -> list:
     """The blocks' metadata, fetched in one ``get`` for those not known yet."""
     pending = [b for b in blocks if not isinstance(b._meta, _blocks.BlockMetadata)]

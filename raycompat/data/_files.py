@@ -60,7 +60,14 @@ class FileRead:
         elif self.kind == "json":
             import pyarrow.json as pjson
 
-            table = pjson.read_json(self.path, **self.options)
+            try:
+                table = pjson.read_json(self.path, **self.options)
+            except pa.ArrowInvalid:
+                # Ray falls back to json.load, which reads a file holding one JSON array
+                # of objects (or one object) that pyarrow's JSON-lines reader refuses.
+                with open(self.path, "rb") as f:
+                    parsed = json.load(f)
+                table = pa.Table.from_pylist(parsed if isinstance(parsed, list) else [parsed])
         elif self.kind == "text":
             with open(self.path, encoding=self.options.get("encoding", "utf-8")) as f:
                 lines = f.read().splitlines()

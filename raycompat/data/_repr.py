@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 import raycompat
-from raycompat.data import _blocks
+from raycompat.data import _blocks, _ops
 from raycompat.data import _execution as ex
 
 _ELLIPSIS = "…"
@@ -38,30 +38,40 @@ def _dtype(t) -> str:
 
 
 def _preview_rows(ds, num_rows):
+    """The first and last rows the repr shows, fetched as slices cut on the cluster (a
+    block is never fetched whole for a few rows of it)."""
     blocks = list(ds._node.stream())
     if num_rows is None or num_rows <= _MAX_ROWS:
         head_n, tail_n = (num_rows if num_rows is not None else _MAX_ROWS), 0
     else:
         head_n, tail_n = _HEAD_ROWS, _MAX_ROWS - _HEAD_ROWS
-    head, tail = [], []
+    head_parts, tail_parts = [], []
+    wanted = head_n
     for b in blocks:
-        if len(head) >= head_n:
+        if wanted <= 0:
             break
-        head.extend(_blocks.rows_of(raycompat.get(b.ref).slice(0, head_n - len(head))))
-    parts = []
+        rows = b.meta.num_rows
+        if rows:
+            head_parts.append(_slice(b, 0, min(rows, wanted)))
+            wanted -= min(rows, wanted)
     for b in reversed(blocks):
         if tail_n <= 0:
             break
         rows = b.meta.num_rows
-        if not rows:
-            continue
-        start = max(0, rows - tail_n)
-        part = _blocks.rows_of(raycompat.get(b.ref).slice(start))
-        parts.append(part)
-        tail_n -= len(part)
-    for part in reversed(parts):
-        tail.extend(part)
+        if rows:
+            start = max(0, rows - tail_n)
+            tail_parts.append(_slice(b, start, rows))
+            tail_n -= rows - start
+    tables = raycompat.get(head_parts + list(reversed(tail_parts)))
+    head = [r for t in tables[:len(head_parts)] for r in _blocks.rows_of(t)]
+    tail = [r for t in tables[len(head_parts):] for r in _blocks.rows_of(t)]
     return head, tail
+
+
+def _slice(block, start: int, stop: int):
+    if (start, stop) == (0, block.meta.num_rows) and block.meta.num_rows <= _MAX_ROWS:
+        return block.ref  # small enough to fetch as it is
+    return ex.submit_apply(block.ref, (_ops.Slice(start, stop),), "Repr").ref
 
 
 def _table(schema, num_rows, name, materialized, head, tail) -> str:

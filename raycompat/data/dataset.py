@@ -354,8 +354,9 @@ class Dataset:
         return DataIterator(self)
 
     # consuming -------------------------------------------------------------------------
-    def iter_internal_ref_bundles(self) -> Iterator[ex.BlockRef]:
-        return ex.prefetch(self._node.stream())
+    def iter_internal_ref_bundles(self) -> Iterator[ex.RefBundle]:
+        for b in ex.prefetch(self._node.stream()):
+            yield ex.RefBundle((ex.BlockEntry(b.ref, b.meta),), schema=b.meta.schema)
 
     def _tables(self) -> Iterator[pa.Table]:
         started, seen = time.perf_counter(), 0
@@ -435,7 +436,11 @@ class Dataset:
         return None if schema is None else schema.names
 
     def num_blocks(self) -> int:
-        return len(self._blocks())
+        raise NotImplementedError(
+            "Number of blocks is only available for `MaterializedDataset`,because the number of "
+            "blocks may dynamically change during execution.Call `ds.materialize()` to get a "
+            "`MaterializedDataset`."
+        )
 
     def size_bytes(self) -> int:
         return sum(m.size_bytes or 0 for m in ex.metas(self._blocks()))
@@ -595,3 +600,7 @@ class _TrainFlag:
 
 class MaterializedDataset(Dataset):
     """A Dataset whose blocks are computed and held in the object store."""
+
+    def num_blocks(self) -> int:
+        """The blocks the data is held in (Ray has the count only once materialized)."""
+        return len(self._blocks())
