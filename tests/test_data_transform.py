@@ -570,3 +570,40 @@ def test_aggregates_nulls_std_and_repeated_names(ray):
     assert ray.data.from_items([{"x": None}, {"x": None}]).std("x") is None
     replaced = ray.data.range(3).add_column("id", lambda t: pa.array([7] * t.num_rows), batch_format="pyarrow")
     assert replaced.take_all() == [{"id": 7}] * 3
+
+
+def test_expression_udfs_and_generators(ray, tmp_path):
+    """Ray 2.60's expression extras (checked, same output): @udf over functions and
+    callable classes of Arrow columns, inside larger expressions; random(seed), ids with
+    the task index in the upper bits, uuid(), download() of paths; DataType."""
+    from importlib import import_module
+
+    import pyarrow.compute as pc
+
+    E = import_module(ray.__name__ + ".data.expressions")
+    DataType = import_module(ray.__name__ + ".data.datatype").DataType
+
+    @E.udf(return_dtype=DataType.int64())
+    def add_one(x):
+        return pc.add(x, 1)
+
+    @E.udf(return_dtype=DataType.int64())
+    class AddOffset:
+        def __init__(self, offset=1):
+            self.offset = offset
+
+        def __call__(self, x):
+            return pc.add(x, self.offset)
+
+    ds = ray.data.from_items([{"v": 5}, {"v": 10}])
+    assert ds.with_column("w", add_one(E.col("v")) * 2).take_all() == [{"v": 5, "w": 12}, {"v": 10, "w": 22}]
+    assert ds.with_column("o", AddOffset(5)(E.col("v"))).take_all() == [{"v": 5, "o": 10}, {"v": 10, "o": 15}]
+    values = [r["r"] for r in ray.data.range(6, override_num_blocks=3).with_column("r", E.random(seed=1)).take_all()]
+    assert len(set(values)) == 6 and all(0 <= v < 1 for v in values)
+    ids = sorted(r["m"] for r in ray.data.range(6, override_num_blocks=3).with_column("m", E.monotonically_increasing_id()).take_all())
+    assert ids == [0, 1, 1 << 33, (1 << 33) + 1, 2 << 33, (2 << 33) + 1]
+    assert len({r["u"] for r in ray.data.range(3).with_column("u", E.uuid()).take_all()}) == 3
+    (tmp_path / "blob.bin").write_bytes(b"hello")
+    rows = ray.data.from_items([{"p": str(tmp_path / "blob.bin")}]).with_column("b", E.download("p")).take_all()
+    assert rows[0]["b"] == b"hello"
+    assert DataType.int64() == DataType.from_arrow(pa.int64())

@@ -23,7 +23,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
         "pip install 'raycompat[data]'"
     ) from e
 
-from raycompat.data import aggregate, expressions  # noqa: F401 - Ray's submodules
+from raycompat.data import aggregate, datatype, expressions  # noqa: F401 - Ray's submodules
 from raycompat.data._actor_pool import ActorPoolStrategy, TaskPoolStrategy
 from raycompat.data.context import DataContext, DatasetContext, ExecutionOptions, ExecutionResources
 from raycompat.data import grouped_data  # noqa: F401 - Ray's ray.data.grouped_data

@@ -133,12 +133,19 @@ class WithColumn(Op):
 
     keeps_rows = True
 
-    def __init__(self, name, expr):
-        self.col, self.expr = name, expr
+    def __init__(self, name, expr, task_idx=0):
+        self.col, self.expr, self.task_idx = name, expr, task_idx
         self.name = f"WithColumn({name})"
 
+    def for_task(self, task_idx: int) -> "WithColumn":
+        return WithColumn(self.col, self.expr, task_idx)
+
     def __call__(self, table):
-        values = expressions.evaluate(self.expr, table)
+        token = expressions.TASK_INDEX.set(self.task_idx)
+        try:
+            values = expressions.evaluate(self.expr, table)
+        finally:
+            expressions.TASK_INDEX.reset(token)
         if self.col in table.column_names:
             return table.set_column(table.column_names.index(self.col), self.col, values)
         return table.append_column(self.col, values)

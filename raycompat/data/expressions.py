@@ -4,13 +4,23 @@
 and ``alias(name)`` build a small tree that each block task evaluates with
 ``pyarrow.compute``, using the kernels Ray maps each operation to (``/`` is Arrow's
 ``divide``, ``//`` its floor, ``%`` ``N - floor(N/M) * M``, ``+`` of strings concatenates).
+``udf(return_dtype)`` makes a function (or callable class) over Arrow columns an
+expression; ``random()``, ``monotonically_increasing_id()``, ``uuid()`` and
+``download(uri_column)`` generate columns, ``star()`` stands for every column.
+
+Differences from Ray: a callable-class UDF is built once per worker process (Ray builds
+it in the actors of a pool); ``random(seed=...)`` draws the same values in every
+execution (Ray, with ``reseed_after_execution=True``, draws new ones per execution).
 """
 
 from __future__ import annotations
 
 import ast
+import collections
+import contextvars
 import enum
-from typing import Any
+import uuid as _uuid
+from typing import Any, Callable, Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -190,6 +200,171 @@ def lit(value: Any) -> LiteralExpr:
     return LiteralExpr(value)
 
 
+#: The index of the task evaluating an expression in its stage (set by ``WithColumn``).
+TASK_INDEX: contextvars.ContextVar = contextvars.ContextVar("raycompat_data_task_index", default=0)
+
+
+class UDFExpr(Expr):
+    """A user function over Arrow columns (Ray's ``@udf``): its arguments are expressions,
+    each passed as the column it evaluates to; it returns one column."""
+
+    def __init__(self, fn: Callable, args: tuple, kwargs: dict, return_dtype):
+        self.fn, self.args, self.kwargs, self.return_dtype = fn, args, kwargs, return_dtype
+
+    def eval(self, table):
+        args = [_column(_wrap(a).eval(table), table) for a in self.args]
+        kwargs = {k: _column(_wrap(v).eval(table), table) if isinstance(v, Expr) else v for k, v in self.kwargs.items()}
+        out = self.fn(*args, **kwargs)
+        if not isinstance(out, (pa.Array, pa.ChunkedArray)):
+            out = pa.array(out)
+        target = getattr(self.return_dtype, "to_arrow_dtype", lambda: None)()
+        return out.cast(target) if target is not None and out.type != target else out
+
+    def __repr__(self):
+        return f"{getattr(self.fn, '__name__', 'udf')}({', '.join(map(repr, self.args))})"
+
+
+class _ClassUDF:
+    """A callable-class UDF's instance, built on first use in each worker process (the
+    few most recent kept, by a token the UDF carries from the driver)."""
+
+    _instances: "collections.OrderedDict" = collections.OrderedDict()
+    KEEP = 8
+
+    def __init__(self, cls, args, kwargs):
+        self.cls, self.args, self.kwargs = cls, args, kwargs
+        self.__name__ = cls.__name__
+        self.token = _uuid.uuid4().hex
+
+    def __call__(self, *columns, **kw):
+        instance = _ClassUDF._instances.get(self.token)
+        if instance is None:
+            instance = _ClassUDF._instances[self.token] = self.cls(*self.args, **self.kwargs)
+            while len(_ClassUDF._instances) > self.KEEP:
+                _ClassUDF._instances.popitem(last=False)
+        return instance(*columns, **kw)
+
+
+def udf(return_dtype) -> Callable:
+    """``@udf(return_dtype=DataType.int64())`` over a function or a callable class: calling
+    it with expressions (``add_one(col("x"))``) gives a ``UDFExpr``."""
+
+    def decorate(fn_or_class):
+        if isinstance(fn_or_class, type):
+            class Bound:
+                def __init__(self, *args, **kwargs):
+                    self._udf = _ClassUDF(fn_or_class, args, kwargs)
+
+                def __call__(self, *exprs, **kwargs):
+                    return UDFExpr(self._udf, exprs, kwargs, return_dtype)
+
+            Bound.__name__ = Bound.__qualname__ = fn_or_class.__name__
+            return Bound
+
+        def make(*exprs, **kwargs):
+            return UDFExpr(fn_or_class, exprs, kwargs, return_dtype)
+
+        make.__name__ = getattr(fn_or_class, "__name__", "udf")
+        make.__wrapped__ = fn_or_class
+        return make
+
+    return decorate
+
+
+def _column(value, table):
+    if isinstance(value, pa.Scalar):
+        return pa.array([value.as_py()] * table.num_rows, type=value.type)
+    return value
+
+
+class RandomExpr(Expr):
+    """Uniform floats in [0, 1) per row; with a seed, task i draws from ``[seed, i]``."""
+
+    def __init__(self, seed: Optional[int] = None, reseed_after_execution: bool = True):
+        self.seed, self.reseed_after_execution = seed, reseed_after_execution
+
+    def eval(self, table):
+        import numpy as np
+
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, TASK_INDEX.get()])
+        return pa.array(rng.random(table.num_rows))
+
+    def __repr__(self):
+        return "RANDOM()"
+
+
+class MonotonicallyIncreasingIdExpr(Expr):
+    """Ray's ids: the task index in the upper 31 bits, the row within the task below."""
+
+    def eval(self, table):
+        base = TASK_INDEX.get() << 33
+        return pa.array(range(base, base + table.num_rows), type=pa.int64())
+
+    def __repr__(self):
+        return "MONOTONICALLY_INCREASING_ID()"
+
+
+class UUIDExpr(Expr):
+    def eval(self, table):
+        return pa.array([str(_uuid.uuid4()) for _ in range(table.num_rows)], type=pa.string())
+
+    def __repr__(self):
+        return "UUID()"
+
+
+class DownloadExpr(Expr):
+    """The bytes at each URI (or path) of a column, read with pyarrow's filesystems."""
+
+    def __init__(self, uri_column_name: str):
+        self.uri_column_name = uri_column_name
+
+    def eval(self, table):
+        from pyarrow import fs
+
+        out = []
+        for uri in table.column(self.uri_column_name).to_pylist():
+            if uri is None:
+                out.append(None)
+                continue
+            filesystem, path = fs.FileSystem.from_uri(uri) if "://" in uri else (fs.LocalFileSystem(), uri)
+            with filesystem.open_input_stream(path) as f:
+                out.append(f.read())
+        return pa.array(out, type=pa.binary())
+
+    def __repr__(self):
+        return f"download({self.uri_column_name!r})"
+
+
+class StarExpr(Expr):
+    """Every column of the input (``star()``), for projections."""
+
+    def eval(self, table):
+        raise ValueError("star() stands for all columns; it cannot be computed as one column.")
+
+    def __repr__(self):
+        return "col(*)"
+
+
+def random(*, seed: Optional[int] = None, reseed_after_execution: bool = True) -> RandomExpr:
+    return RandomExpr(seed, reseed_after_execution)
+
+
+def monotonically_increasing_id() -> MonotonicallyIncreasingIdExpr:
+    return MonotonicallyIncreasingIdExpr()
+
+
+def uuid() -> UUIDExpr:
+    return UUIDExpr()
+
+
+def download(uri_column_name: str, **kwargs) -> DownloadExpr:
+    return DownloadExpr(uri_column_name)
+
+
+def star() -> StarExpr:
+    return StarExpr()
+
+
 _AST_OPS = {
     ast.Add: Operation.ADD, ast.Sub: Operation.SUB, ast.Mult: Operation.MUL, ast.Div: Operation.DIV,
     ast.Mod: Operation.MOD, ast.FloorDiv: Operation.FLOORDIV, ast.Gt: Operation.GT, ast.Lt: Operation.LT,
@@ -239,4 +414,6 @@ def evaluate(expr: Expr, table: pa.Table):
     return out
 
 
-__all__ = ["AliasExpr", "BinaryExpr", "ColumnExpr", "Expr", "LiteralExpr", "Operation", "UnaryExpr", "col", "lit"]
+__all__ = ["AliasExpr", "BinaryExpr", "ColumnExpr", "DownloadExpr", "Expr", "LiteralExpr", "MonotonicallyIncreasingIdExpr",
+           "Operation", "RandomExpr", "StarExpr", "UDFExpr", "UUIDExpr", "UnaryExpr", "col", "download", "lit",
+           "monotonically_increasing_id", "random", "star", "udf", "uuid"]
