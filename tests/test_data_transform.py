@@ -607,3 +607,18 @@ def test_expression_udfs_and_generators(ray, tmp_path):
     rows = ray.data.from_items([{"p": str(tmp_path / "blob.bin")}]).with_column("b", E.download("p")).take_all()
     assert rows[0]["b"] == b"hello"
     assert DataType.int64() == DataType.from_arrow(pa.int64())
+
+
+def test_iter_torch_batches(ray):
+    """Ray 2.60: dicts of CPU tensors of exactly batch_size rows, dtypes per column or
+    one for all, collate_fn over numpy batches and not with dtypes (ValueError)."""
+    torch = pytest.importorskip("torch")
+    ds = ray.data.range(10, override_num_blocks=3).map(lambda r: {"id": r["id"], "x": float(r["id"])})
+    batches = list(ds.iter_torch_batches(batch_size=4, dtypes={"id": torch.int32, "x": torch.float64}))
+    assert [len(b["id"]) for b in batches] == [4, 4, 2]
+    assert batches[0]["id"].dtype == torch.int32 and batches[0]["x"].device.type == "cpu"
+    assert sorted(torch.cat([b["id"] for b in batches]).tolist()) == list(range(10))
+    stacked = list(ds.iter_torch_batches(batch_size=5, collate_fn=lambda b: torch.as_tensor(b["x"]) * 2))
+    assert sorted(torch.cat(stacked).tolist()) == [2.0 * i for i in range(10)]
+    with pytest.raises(ValueError, match="collate_fn cannot be used with dtypes"):
+        next(iter(ds.iter_torch_batches(collate_fn=lambda b: b, dtypes=torch.float32)))

@@ -25,7 +25,7 @@ from raycompat.data import expressions
 from raycompat.data._ignored import warn_ignored
 from raycompat.data._progress import DatasetProgress
 from raycompat.data.context import DataContext
-from raycompat.data.iterator import DataIterator, batches_of
+from raycompat.data.iterator import DataIterator, batches_of, torch_batches
 
 
 class Schema:
@@ -383,6 +383,14 @@ class Dataset:
                      drop_last: bool = False, local_shuffle_buffer_size=None, local_shuffle_seed=None, _collate_fn=None) -> Iterator:
         """Batches of exactly ``batch_size`` rows across block boundaries (the last may be short)."""
         return batches_of(self._tables(), batch_size, batch_format, drop_last, local_shuffle_buffer_size, local_shuffle_seed, _collate_fn)
+
+    def iter_torch_batches(self, *, prefetch_batches: int = 1, batch_size: Optional[int] = 256, dtypes=None,
+                           device="auto", collate_fn=None, drop_last: bool = False, local_shuffle_buffer_size=None,
+                           local_shuffle_seed=None, pin_memory: bool = False) -> Iterator:
+        """Batches as dicts of ``torch.Tensor`` (Ray's; needs torch installed)."""
+        return torch_batches(self.iter_batches, batch_size=batch_size, dtypes=dtypes, device=device,
+                             collate_fn=collate_fn, drop_last=drop_last, local_shuffle_buffer_size=local_shuffle_buffer_size,
+                             local_shuffle_seed=local_shuffle_seed)
 
     def iter_rows(self) -> Iterator[Dict[str, Any]]:
         for table in self._tables():

@@ -75,6 +75,34 @@ def _locally_shuffled(tables, batch_size, buffer_rows, seed) -> Iterator[pa.Tabl
         yield shuffled
 
 
+def torch_batches(iter_batches, *, batch_size=256, dtypes=None, device="auto", collate_fn=None, drop_last=False,
+                  local_shuffle_buffer_size=None, local_shuffle_seed=None, prefetch_batches=1, pin_memory=False):
+    """Ray's ``iter_torch_batches``: numpy batches as dicts of ``torch.Tensor`` (``dtypes``:
+    one dtype or one per column) on ``device`` ("auto" is the CPU outside Ray Train), or
+    whatever ``collate_fn`` makes of each numpy batch."""
+    import torch
+
+    if collate_fn is not None and dtypes is not None:
+        raise ValueError(
+            "collate_fn cannot be used with dtypes. You should manually convert the output Torch "
+            "tensors to the desired dtype inside collate_fn."
+        )
+    device = torch.device("cpu" if device == "auto" else device)
+    batches = iter_batches(batch_size=batch_size, batch_format="numpy", drop_last=drop_last,
+                           local_shuffle_buffer_size=local_shuffle_buffer_size, local_shuffle_seed=local_shuffle_seed)
+    for batch in batches:
+        if collate_fn is not None:
+            out = collate_fn(batch)
+            if isinstance(out, torch.Tensor):
+                out = out.to(device)
+            elif isinstance(out, dict) and all(isinstance(v, torch.Tensor) for v in out.values()):
+                out = {k: v.to(device) for k, v in out.items()}
+            yield out
+            continue
+        yield {name: torch.as_tensor(values, dtype=dtypes.get(name) if isinstance(dtypes, dict) else dtypes, device=device)
+               for name, values in batch.items()}
+
+
 class DataIterator:
     """An iterator over one share of a Dataset (``streaming_split``, ``iterator()``)."""
 
@@ -83,6 +111,9 @@ class DataIterator:
 
     def iter_batches(self, **kwargs):
         return self._dataset.iter_batches(**kwargs)
+
+    def iter_torch_batches(self, **kwargs):
+        return torch_batches(self.iter_batches, **kwargs)
 
     def iter_rows(self):
         return self._dataset.iter_rows()
