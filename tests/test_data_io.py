@@ -169,3 +169,24 @@ def test_read_json_array_files(ray, tmp_path):
     (tmp_path / "one.json").write_text('{"a": 5, "b": "v"}')
     assert ray.data.read_json(str(tmp_path / "arr.json")).take_all() == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
     assert sorted(r["a"] for r in ray.data.read_json(str(tmp_path)).take_all()) == [1, 2, 3, 4, 5]
+
+
+def test_directory_reads_skip_hidden_parts_and_write_json_types(ray, tmp_path):
+    """Ray 2.60 skips paths under a directory with a part starting with "." or "_"
+    (.ipynb_checkpoints/, _temporary/), reads compressed files by their double extension,
+    and writes JSON lines through pandas (NaN as null, which JSON readers take; Ray 2.60
+    cannot write date columns, checked)."""
+    import gzip
+
+    (tmp_path / "d" / ".ipynb_checkpoints").mkdir(parents=True)
+    (tmp_path / "d" / "_temporary").mkdir()
+    (tmp_path / "d" / "a.csv").write_text("x\n1\n")
+    (tmp_path / "d" / ".ipynb_checkpoints" / "a-checkpoint.csv").write_text("x\n100\n")
+    (tmp_path / "d" / "_temporary" / "part.csv").write_text("x\n200\n")
+    with gzip.open(tmp_path / "d" / "b.csv.gz", "wt") as f:
+        f.write("x\n2\n")
+    assert sorted(r["x"] for r in ray.data.read_csv(str(tmp_path / "d")).take_all()) == [1, 2]
+    ds = ray.data.from_items([{"i": 1, "f": float("nan")}, {"i": 2, "f": 1.5}])
+    ds.write_json(str(tmp_path / "out"))
+    back = sorted(ray.data.read_json(str(tmp_path / "out")).take_all(), key=lambda r: r["i"])
+    assert [r["f"] for r in back] == [None, 1.5]

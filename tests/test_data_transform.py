@@ -288,14 +288,26 @@ def test_actor_pool_hands_blocks_to_free_actors(ray, tmp_path):
     start at once on 2 CPUs)."""
     import time
 
-    deadline = time.monotonic() + 30  # the pool of an earlier test may still hold a CPU on Ray
-    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.monotonic() < deadline:
+    # The pool of an earlier test may still hold a CPU on Ray for a while after its
+    # dataset is done: wait until every CPU has been free for 2 s.
+    deadline, free_since = time.monotonic() + 60, None
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+            free_since = None
+        elif free_since is None:
+            free_since = time.monotonic()
+        elif time.monotonic() - free_since > 2:
+            break
         time.sleep(0.2)
     log = tmp_path / "calls"
     ds = ray.data.range(16, override_num_blocks=16).map_batches(
         _LogBlocks, fn_constructor_args=(str(log), 4.0), concurrency=2, batch_size=None)
     assert _ids(ds.materialize().take_all()) == list(range(16))
     calls = _logged(log)
+    if ray.__name__ == "ray" and len({pid for pid, _ in calls}) < 2:
+        # Seen in about 1 of 3 runs: Ray 2.60 ran every block on one actor, its second
+        # one not up before the work was done (raycompat starts both at once).
+        pytest.xfail("Ray 2.60 did not start the pool's second actor in time")
     slow_pid = next(pid for pid, first in calls if first == "0")
     others = [first for pid, first in calls if pid != slow_pid]
     assert len(others) >= 12, calls
@@ -622,3 +634,48 @@ def test_iter_torch_batches(ray):
     assert sorted(torch.cat(stacked).tolist()) == [2.0 * i for i in range(10)]
     with pytest.raises(ValueError, match="collate_fn cannot be used with dtypes"):
         next(iter(ds.iter_torch_batches(collate_fn=lambda b: b, dtypes=torch.float32)))
+
+
+def test_groupby_null_keys_custom_aggregates_and_no_key(ray):
+    """Ray 2.60 (checked, same output): a key with nulls in some blocks stays one group;
+    count() puts nulls in one group but map_groups calls its function once per null-key
+    row; Ray's custom AggregateFn per group and globally; AbsMax per group; groupby(None)
+    is one group of everything; sum() with no column sums every non-key column."""
+    A = __import__(ray.__name__ + ".data.aggregate", fromlist=["AggregateFn"])
+    items = [{"k": k, "v": 1} for k in [1, None, 1, 2, None, 2, 1, None]]
+    ds = ray.data.from_items(items, override_num_blocks=4)
+    counts = sorted(ds.groupby("k").count().take_all(), key=lambda r: (r["k"] is None, r["k"] or 0))
+    assert counts == [{"k": 1, "count()": 3}, {"k": 2, "count()": 2}, {"k": None, "count()": 3}]
+    sizes = sorted(r["n"] for r in ds.groupby("k").map_groups(lambda b: {"n": np.array([len(b["v"])])}).take_all())
+    assert sizes == [1, 1, 1, 2, 3]
+    custom = A.AggregateFn(init=lambda k: 0, accumulate_row=lambda c, r: c + 1, merge=lambda a, b: a + b, name="custom_count")
+    ds = ray.data.from_items([{"g": "A", "v": 1}, {"g": "B", "v": -5}, {"g": "A", "v": 3}], override_num_blocks=2)
+    assert sorted(ds.groupby("g").aggregate(custom).take_all(), key=lambda r: r["g"]) == [
+        {"g": "A", "custom_count": 2}, {"g": "B", "custom_count": 1}]
+    assert ds.aggregate(custom) == {"custom_count": 3}
+    assert sorted(ds.groupby("g").aggregate(A.AbsMax("v")).take_all(), key=lambda r: r["g"]) == [
+        {"g": "A", "abs_max(v)": 3}, {"g": "B", "abs_max(v)": 5}]
+    assert sorted(ds.groupby("g").sum().take_all(), key=lambda r: r["g"]) == [{"g": "A", "sum(v)": 4}, {"g": "B", "sum(v)": -5}]
+    whole = ray.data.range(6, override_num_blocks=3).groupby(None).map_groups(lambda b: {"n": np.array([len(b["id"])])})
+    assert whole.take_all() == [{"n": 6}]
+
+
+def test_split_by_blocks_and_from_pandas_dtypes(ray):
+    """Ray 2.60: split(n) hands out whole blocks (2 blocks in 4 splits: 5, 5, 0, 0 rows);
+    from_pandas keeps the frame's own dtypes through to_pandas and pandas batches (so
+    numpy-only operations such as % work there); string predicates take negative numbers."""
+    assert [p.count() for p in ray.data.range(10, override_num_blocks=2).split(4)] == [5, 5, 0, 0]
+    df = pd.DataFrame({"a": [1, 2, 3, 4]})
+    ds = ray.data.from_pandas(df)
+    assert str(ds.to_pandas().dtypes["a"]) == "int64"
+    out = ds.map_batches(lambda b: pd.DataFrame({"a": b["a"] % 3}), batch_format="pandas").to_pandas()
+    assert sorted(out["a"].tolist()) == [0, 1, 1, 2]
+    assert ray.data.range(4).filter(expr="id > -1").count() == 4
+
+
+def test_chained_default_actor_pools_finish(ray):
+    """Two callable classes in a row with Ray's default (autoscaling) pools finish on a
+    small cluster: neither pool takes the CPUs the other needs."""
+    out = ray.data.range(200, override_num_blocks=20).map_batches(AddConstant, fn_constructor_args=(1,)) \
+        .map_batches(AddConstant, fn_constructor_args=(10,)).take_all()
+    assert _ids(out) == [i + 11 for i in range(200)]

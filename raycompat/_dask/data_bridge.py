@@ -16,10 +16,12 @@ import uuid
 import distributed
 import pyarrow as pa
 
-from raycompat._dask import batching, refs, results
+from raycompat._dask import batching, driver, refs, results
+from raycompat._dask.serialization import Sealed
 
 
 def _to_pandas(table: pa.Table, arrow_backed: bool):
+    # late: raycompat.data imports this module (through its dataset module).
     from raycompat.data._blocks import table_to_pandas
 
     return table_to_pandas(table, arrow_backed)
@@ -31,8 +33,6 @@ def _to_table(df) -> pa.Table:
 
 def _sealed(fn, value):
     """``fn(value)`` sealed as a raycompat task's result is, so tasks and ``get`` take it."""
-    from raycompat._dask.serialization import Sealed
-
     return Sealed.seal(fn(value))
 
 
@@ -72,7 +72,7 @@ def partitions_as_refs(df, metadata_of) -> list:
     """The dataframe's partitions as (table ref, metadata ref) pairs: each partition is
     computed on the cluster and converted to an Arrow table there (``metadata_of(table)``
     alongside, a small value), held by ObjectRefs over the Dask futures."""
-    client = distributed.get_client()
+    client = driver.client()  # raycompat's own (started if need be), not Dask's default
     partitions = client.compute(df.to_delayed())
     tables = [client.submit(_sealed, _to_table, p, key=f"from_dask-{uuid.uuid4().hex}") for p in partitions]
     metas = [client.submit(_sealed, _unsealed(metadata_of), t, key=f"from_dask-meta-{uuid.uuid4().hex}") for t in tables]

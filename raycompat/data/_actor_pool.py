@@ -130,16 +130,20 @@ class _Pool:
     flight, at most ``max_tasks_in_flight_per_actor`` (Ray's default: twice the actor's
     concurrency, 2) each; it starts ``initial_size`` actors and adds one while inputs
     wait, every actor is busy, none is still starting and the cluster has room, up to the
-    strategy's ``max_size`` (the cluster's size when unbounded). So do we. An actor holds its CPUs while it lives, so
-    while upstream tasks are unfinished the pool grows only into CPUs beyond one of theirs
-    (Ray keeps a budget per operator for this): actors holding every CPU would wait for
-    blocks whose tasks wait for those CPUs.
+    strategy's ``max_size`` (the cluster's size when unbounded). So do we. An actor holds
+    its CPUs while it lives, and Ray keeps a budget per operator so no stage starves the
+    others; here a pool grows past ``initial_size`` only into CPUs beyond one left free for
+    the rest of the pipeline (two while upstream tasks are unfinished): a pool holding
+    every CPU would wait for blocks whose tasks, or for a consumer whose actors, wait for
+    those CPUs.
     """
 
     def __init__(self, stage: "ActorMapStage", upstream_busy):
         self.stage, self.upstream_busy = stage, upstream_busy
         strategy = stage.strategy
-        self.args = {"num_cpus": 1, **ex.options_for(stage.remote_args, "actor")}
+        # Ray restarts a pool's actors and retries their calls without limit by default.
+        self.args = {"num_cpus": 1, "max_restarts": -1, "max_task_retries": -1,
+                     **ex.options_for(stage.remote_args, "actor")}
         fit = max(1, _fitting_actors(self.args, raycompat.cluster_resources()))
         upper = strategy.max_size if strategy.max_size != float("inf") else max(strategy.min_size, ex.cluster_cpus())
         self.max_size = max(1, min(int(upper), fit))
@@ -167,8 +171,7 @@ class _Pool:
         if self.starting:  # Ray does not scale up while actors are pending
             return False
         free = dict(raycompat.available_resources())
-        if busy:
-            free["CPU"] = free.get("CPU", 0) - 1
+        free["CPU"] = free.get("CPU", 0) - (2 if busy else 1)
         return _fitting_actors(self.args, free) >= 1
 
     def submit(self, source) -> ex.BlockRef:

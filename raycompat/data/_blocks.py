@@ -16,6 +16,8 @@ from typing import Any, Optional
 import numpy as np
 import pyarrow as pa
 
+from raycompat.data.context import DataContext
+
 BATCH_FORMATS = ("default", "numpy", "pandas", "pyarrow")
 
 
@@ -93,8 +95,6 @@ def table_from_pandas(df) -> pa.Table:
 def arrow_backed_default() -> bool:
     """``DataContext.enable_arrow_backed_pandas_conversion`` (read in the driver; a stage
     carries the value to its tasks)."""
-    from raycompat.data.context import DataContext
-
     return bool(DataContext.get_current().enable_arrow_backed_pandas_conversion)
 
 
@@ -109,9 +109,13 @@ def _arrow_backed_dtype(t: pa.DataType):
 
 def table_to_pandas(table: pa.Table, arrow_backed: Optional[bool] = None):
     """A block as a DataFrame, as Ray 2.60 converts it: Arrow-backed dtypes
-    (``int64[pyarrow]``, ``string[pyarrow]``) unless the DataContext turns that off."""
+    (``int64[pyarrow]``, ``string[pyarrow]``) unless the DataContext turns that off, or
+    the block came from pandas (``from_pandas``/``from_dask``: Ray keeps those as pandas
+    blocks; their schema carries pandas' metadata, which restores the frame's dtypes)."""
     if arrow_backed is None:
         arrow_backed = arrow_backed_default()
+    if table.schema.metadata and b"pandas" in table.schema.metadata:
+        arrow_backed = False
     df = table.to_pandas(types_mapper=_arrow_backed_dtype if arrow_backed else None)
     return df.reset_index(drop=True)
 
@@ -133,7 +137,9 @@ def batch_to_table(batch: Any) -> pa.Table:
     if isinstance(batch, pa.Table):
         return batch
     if isinstance(batch, pd.DataFrame):
-        return table_from_pandas(batch.reset_index(drop=True))
+        # Ray 2.60 turns a UDF's DataFrame into an Arrow block (batch_to_block_arrow_format):
+        # no pandas metadata, so the next pandas batch is Arrow-backed again.
+        return table_from_pandas(batch.reset_index(drop=True)).replace_schema_metadata(None)
     if isinstance(batch, dict):
         for key, value in batch.items():
             if not isinstance(value, (np.ndarray, list, pa.Array, pa.ChunkedArray, pd.Series)):

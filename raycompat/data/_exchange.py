@@ -43,10 +43,41 @@ def _split_random(table, n, seed):
 
 
 def _hash_of(table, keys) -> np.ndarray:
+    """Row hashes of the key columns, the same for a key whatever else its block holds: a
+    column's nulls are filled (and flagged in a column of their own) before hashing, so an
+    int column with a null is not hashed as floats (1 and 1.0 hash apart, which would split
+    a key between reducers). Unhashable keys (lists, structs) hash by their Python repr."""
     import pandas as pd
 
-    df = table.select(keys).to_pandas()
-    return pd.util.hash_pandas_object(df, index=False).to_numpy()
+    frame = {}
+    try:
+        for i, k in enumerate(keys):
+            column = table.column(k)
+            nulls = np.zeros(table.num_rows, dtype=bool)  # in every block, so hashes agree
+            if column.null_count:
+                nulls = np.asarray(pc.is_null(column).to_numpy(zero_copy_only=False), dtype=bool)
+                column = pc.fill_null(column, _FILL.get(_kind(column.type), None))
+            frame[f"{i}:null"] = nulls
+            frame[str(i)] = _blocks.column_to_numpy(column)
+        return pd.util.hash_pandas_object(pd.DataFrame(frame), index=False).to_numpy()
+    except (TypeError, ValueError, pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        rows = [repr(tuple(r.values())) for r in table.select(keys).to_pylist()]
+        return pd.util.hash_pandas_object(pd.Series(rows), index=False).to_numpy()
+
+
+_FILL = {"int": 0, "float": 0.0, "string": "", "bool": False}
+
+
+def _kind(t: pa.DataType):
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_boolean(t):
+        return "bool"
+    return None
 
 
 def _split_hash(table, keys, n):
@@ -217,6 +248,13 @@ def sort(blocks, keys, descending) -> list:
     return _exchange(blocks, n, _split_range_r, lambda i: (key, boundaries, desc0), "Sort", Sorted(keys, descending))
 
 
+def finish_all(blocks, finish, name) -> list:
+    """Every block into one reduce task running ``finish`` (a group of everything)."""
+    if not blocks:
+        return []
+    return _reduce_all(f"{name}Reduce", finish, [[b.ref for b in blocks]])
+
+
 def hash_exchange(blocks, keys, finish, name, n=None) -> list:
     """Rows with equal ``keys`` meet in one reduce task, which runs ``finish`` on them."""
     if not blocks:
@@ -231,6 +269,18 @@ def hash_exchange(blocks, keys, finish, name, n=None) -> list:
 os.environ.setdefault("ACERO_ALIGNMENT_HANDLING", "ignore")
 
 
+_KEYS_FIRST: list = []
+
+
+def _keys_come_first() -> bool:
+    """Whether this pyarrow's group_by puts the key columns before the aggregates (newer
+    releases) or after them; asked once of a tiny table, since names may repeat."""
+    if not _KEYS_FIRST:
+        probe = pa.table({"k": [1], "v": [1]}).group_by(["k"], use_threads=False).aggregate([("v", "sum")])
+        _KEYS_FIRST.append(probe.column_names[0] == "k")
+    return _KEYS_FIRST[0]
+
+
 class GroupAggregate:
     """The reduce step of ``groupby(keys).aggregate(*aggs)``: pyarrow's hash aggregation."""
 
@@ -240,6 +290,8 @@ class GroupAggregate:
     def __call__(self, table):
         if table.num_columns == 0:
             return table
+        if not all(a.arrow_vectorized for a in self.aggs):
+            return self._per_group(table)
         specs = [a.arrow_spec() for a in self.aggs]
         # A std of no more values than ddof is NaN on Ray, null in pyarrow: count each std
         # column's values (and nulls, when they are not ignored) to tell the two apart.
@@ -253,9 +305,10 @@ class GroupAggregate:
         )
         # Aggregates by position (two may share pyarrow's name): after the keys in newer
         # pyarrow, before them in older.
-        first = len(self.keys) if result.column_names[:len(self.keys)] == list(self.keys) else 0
-        columns = [result.column(first + j) for j in range(len(specs) + len(extra))]
-        cols = {k: result.column(k) for k in self.keys}
+        n_aggs, n_keys = len(specs) + len(extra), len(self.keys)
+        first, key_at = (n_keys, 0) if _keys_come_first() else (0, n_aggs)
+        columns = [result.column(first + j) for j in range(n_aggs)]
+        cols = {k: result.column(key_at + j) for j, k in enumerate(self.keys)}
         counts = iter(columns[len(specs):])
         for i, name in enumerate(agg_mod.unique_names(self.aggs)):
             column = columns[i]
@@ -269,6 +322,42 @@ class GroupAggregate:
         out = pa.table(cols)
         return out.take(_ops.sort_indices(out, self.keys, False))
 
+    def _per_group(self, table):
+        """Custom aggregations: each group's rows through every aggregation in Python."""
+        table = table.take(_ops.sort_indices(table, self.keys, False))
+        starts = group_starts(table, self.keys) + [table.num_rows]
+        names = agg_mod.unique_names(self.aggs)
+        rows = []
+        for a, b in zip(starts[:-1], starts[1:]):
+            group = table.slice(a, b - a)
+            key_values = [group.column(k)[0].as_py() for k in self.keys]
+            key = key_values[0] if len(key_values) == 1 else tuple(key_values)
+            row = dict(zip(self.keys, key_values))
+            for agg, name in zip(self.aggs, names):
+                row[name] = agg.group_value(key, group)
+            rows.append(row)
+        return _blocks.table_from_rows(rows)
+
+
+def group_starts(table, keys, nulls_apart: bool = False) -> list:
+    """The first row of each group of a table sorted by ``keys``. Nulls (and NaNs) form one
+    group, as in Arrow's group_by, unless ``nulls_apart``: then each such row is a group
+    of its own, as Ray 2.60's ``map_groups`` splits them (checked)."""
+    if not keys:
+        return [0] if table.num_rows else []
+    change = np.zeros(table.num_rows, dtype=bool)
+    change[0] = True
+    for k in keys:
+        column = table.column(k)
+        a, b = column.slice(1), column.slice(0, table.num_rows - 1)
+        same = pc.fill_null(pc.equal(a, b), False)
+        if not nulls_apart:
+            same = pc.or_(same, pc.and_(pc.is_null(a), pc.is_null(b)))
+            if pa.types.is_floating(column.type):
+                same = pc.or_(same, pc.fill_null(pc.and_(pc.is_nan(a), pc.is_nan(b)), False))
+        change[1:] |= ~np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
+    return list(np.flatnonzero(change))
+
 
 class MapGroups:
     """The reduce step of ``groupby(keys).map_groups(fn)``: ``fn`` on each group's batch."""
@@ -281,13 +370,9 @@ class MapGroups:
     def __call__(self, table):
         if table.num_rows == 0:
             return table
-        table = table.take(_ops.sort_indices(table, self.keys, False))
-        key_cols = [_blocks.column_to_numpy(table.column(k)) for k in self.keys]
-        change = np.zeros(table.num_rows, dtype=bool)
-        change[0] = True
-        for col in key_cols:
-            change[1:] |= col[1:] != col[:-1]
-        starts = list(np.flatnonzero(change)) + [table.num_rows]
+        if self.keys:
+            table = table.take(_ops.sort_indices(table, self.keys, False))
+        starts = group_starts(table, self.keys, nulls_apart=True) + [table.num_rows]
         outs = []
         for a, b in zip(starts[:-1], starts[1:]):
             batch = _blocks.to_batch(table.slice(a, b - a), self.batch_format, self.arrow_backed)

@@ -23,6 +23,7 @@ from typing import Iterator, Optional
 import pyarrow as pa
 
 import raycompat
+from raycompat._private.options import actor_options, task_options
 from raycompat.data import _blocks, _ops
 
 
@@ -130,8 +131,6 @@ def task_name(op_name: str) -> str:
 def options_for(remote_args: Optional[dict], kind: str) -> dict:
     """``remote_args`` without the options the other kind takes (``kind``: "task" or
     "actor"; ``max_restarts`` is for a pool's actors, ``max_retries`` for tasks)."""
-    from raycompat._private.options import actor_options, task_options
-
     valid = task_options if kind == "task" else actor_options
     return {k: v for k, v in (remote_args or {}).items() if k in valid}
 

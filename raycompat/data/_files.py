@@ -23,14 +23,16 @@ from raycompat.data import _execution as ex
 
 
 def expand(paths, suffixes=None) -> List[str]:
+    """The files to read, as Ray lists them: a directory's files recursively, sorted within
+    each directory, skipping any path under it with a part starting with ``.`` or ``_``
+    (``.ipynb_checkpoints/``, ``_temporary/``); given paths keep their order."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     files = []
     for p in map(os.fspath, paths):
         if os.path.isdir(p):
-            for root, _, names in os.walk(p):
-                for name in sorted(names):
-                    if not name.startswith((".", "_")):
-                        files.append(os.path.join(root, name))
+            for root, dirs, names in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+                files.extend(os.path.join(root, name) for name in sorted(names) if not name.startswith((".", "_")))
         elif any(ch in p for ch in "*?["):
             files.extend(sorted(glob.glob(p)))
         elif os.path.exists(p):
@@ -38,8 +40,13 @@ def expand(paths, suffixes=None) -> List[str]:
         else:
             raise FileNotFoundError(f"No such file or directory: '{p}'")
     if suffixes:
-        files = [f for f in files if f.endswith(tuple(suffixes))] or files
-    return sorted(files)
+        wanted = tuple(suffixes) + tuple(f"{x}.{c}" for x in suffixes for c in _COMPRESSED)
+        files = [f for f in files if f.endswith(wanted)] or files
+    return files
+
+
+#: Compressed forms of a format's extension that Ray's readers also take (``.csv.gz``).
+_COMPRESSED = ("gz", "br", "zst", "lz4", "bz2", "snappy")
 
 
 class FileRead:
@@ -124,10 +131,8 @@ def _write_block(table, path, kind):
         import pyarrow.csv as pcsv
 
         pcsv.write_csv(table, path)
-    else:
-        with open(path, "w") as f:
-            for row in _blocks.rows_of(table):
-                f.write(json.dumps({k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in row.items()}) + "\n")
+    else:  # Ray writes JSON lines through pandas (dates, decimals, bytes, NaN as null)
+        _blocks.table_to_pandas(table, False).to_json(path, orient="records", lines=True)
 
 
 _write_remote = raycompat.remote(_write_block)

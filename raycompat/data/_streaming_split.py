@@ -18,6 +18,7 @@ import numpy as np
 import raycompat
 from raycompat.data import _execution as ex
 from raycompat.data import _ops
+from raycompat.data.iterator import StreamSplitDataIterator
 
 
 class _SplitCoordinator:
@@ -72,8 +73,6 @@ def _equal_shares(blocks: list, n: int) -> list:
 
 
 def streaming_split(dataset, n: int, equal: bool) -> list:
-    from raycompat.data.iterator import StreamSplitDataIterator
-
     if n <= 0:
         raise ValueError(f"The number of splits {n} is not positive.")
     coordinator = raycompat.remote(num_cpus=0, max_concurrency=n + 2)(_SplitCoordinator).remote(dataset._node, n, equal)

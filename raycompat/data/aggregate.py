@@ -12,16 +12,62 @@ than ``ddof`` is NaN.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 
 class AggregateFn:
-    """Base of Ray Data's aggregations: ``name`` is the result's column or key."""
+    """A custom aggregation (Ray's ``AggregateFn``): ``init(key)`` makes an accumulator,
+    ``accumulate_row(acc, row)`` (or ``accumulate_block(acc, table)``) folds rows in,
+    ``merge`` joins two, ``finalize`` makes the result named ``name``. Globally each
+    block's accumulator comes from a task and the driver merges them (``init(None)``);
+    per group, the reduce task holding the group folds all its rows."""
+
+    arrow_vectorized = False
+
+    def __init__(self, init: Callable, merge: Callable, name: str, accumulate_row: Optional[Callable] = None,
+                 accumulate_block: Optional[Callable] = None, finalize: Optional[Callable] = None):
+        if (accumulate_row is None) == (accumulate_block is None):
+            raise ValueError("Exactly one of accumulate_row or accumulate_block must be provided.")
+        if not isinstance(name, str):
+            raise TypeError("`name` must be provided.")
+        self.name, self.init, self.merge_fn = name, init, merge
+        self.accumulate_row, self.accumulate_block = accumulate_row, accumulate_block
+        self.finalize_fn = finalize or (lambda a: a)
+
+    def _accumulate(self, acc, table: pa.Table):
+        if self.accumulate_block is not None:
+            return self.accumulate_block(acc, table)
+        for row in table.to_pylist():
+            acc = self.accumulate_row(acc, row)
+        return acc
+
+    # global aggregation: partial per block, merged in the driver
+    def block_state(self, table: pa.Table):
+        return self._accumulate(self.init(None), table)
+
+    def merge(self, a, b):
+        return self.merge_fn(a, b)
+
+    def finalize(self, state):
+        return self.finalize_fn(state)
+
+    # one group's rows, all in one reduce task
+    def group_value(self, key, table: pa.Table):
+        return self.finalize_fn(self._accumulate(self.init(key), table))
+
+    def __repr__(self):
+        return f"AggregateFn(name={self.name!r})"
+
+
+class AggregateFnV2(AggregateFn):
+    """Ray's base of the built-in aggregations over a column ``on``: ``name`` is the
+    result's column or key (``sum(x)``), ``alias_name`` overrides it."""
 
     kind = ""
+    arrow_vectorized = True
 
     def __init__(self, on: Optional[str] = None, ignore_nulls: bool = True, alias_name: Optional[str] = None):
         self.on, self.ignore_nulls = on, ignore_nulls
@@ -36,6 +82,9 @@ class AggregateFn:
 
     def finalize(self, state):
         return state
+
+    def group_value(self, key, table: pa.Table):
+        return self.finalize(self.block_state(table))
 
     # per group: pyarrow's hash aggregation
     def arrow_spec(self):
@@ -72,7 +121,7 @@ def _col(table, on):
     return table.column(on)
 
 
-class Count(AggregateFn):
+class Count(AggregateFnV2):
     kind = "count"
 
     def __init__(self, on: Optional[str] = None, ignore_nulls: bool = False, alias_name: Optional[str] = None):
@@ -92,7 +141,7 @@ class Count(AggregateFn):
         return (self.on, "count", pc.CountOptions(mode="only_valid" if self.ignore_nulls else "all"))
 
 
-class _Simple(AggregateFn):
+class _Simple(AggregateFnV2):
     fn = ""
 
     def block_state(self, table):
@@ -138,7 +187,7 @@ class Max(_Simple):
         return max(a, b)
 
 
-class Mean(AggregateFn):
+class Mean(AggregateFnV2):
     kind = "mean"
 
     def block_state(self, table):
@@ -162,7 +211,7 @@ class Mean(AggregateFn):
         return (self.on, "mean", pc.ScalarAggregateOptions(skip_nulls=self.ignore_nulls, min_count=1))
 
 
-class Std(AggregateFn):
+class Std(AggregateFnV2):
     kind = "std"
 
     def __init__(self, on: Optional[str] = None, ddof: int = 1, ignore_nulls: bool = True, alias_name: Optional[str] = None):
@@ -205,6 +254,7 @@ class Std(AggregateFn):
 
 class AbsMax(_Simple):
     kind, fn = "abs_max", "max"
+    arrow_vectorized = False  # per group: the Python path (max of abs)
 
     def block_state(self, table):
         col = pc.abs(_col(table, self.on))
@@ -215,8 +265,6 @@ class AbsMax(_Simple):
     def _merge(self, a, b):
         return max(a, b)
 
-    def arrow_spec(self):
-        raise NotImplementedError("AbsMax in a groupby")
 
 
-__all__ = ["AbsMax", "AggregateFn", "Count", "Max", "Mean", "Min", "Std", "Sum"]
+__all__ = ["AbsMax", "AggregateFn", "AggregateFnV2", "Count", "Max", "Mean", "Min", "Std", "Sum"]

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 import raycompat
 from raycompat._dask import data_bridge
+from raycompat._private.options import actor_options, task_options
 from raycompat.data import _actor_pool, _blocks, _exchange, _files, _ops, _repr, _streaming_split
 from raycompat.data import _execution as ex
 from raycompat.data import aggregate as agg_mod
@@ -56,8 +57,6 @@ def _remote_args(num_cpus=None, num_gpus=None, memory=None, **ray_remote_args) -
     """The options for a stage's tasks or actors, as Ray passes ``ray_remote_args`` to
     ``.options()``: every task or actor option goes through (each kind of stage keeps
     its own, ``_execution.options_for``); any other keyword is Ray's ValueError."""
-    from raycompat._private.options import actor_options, task_options
-
     args = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("memory", memory)) if v is not None}
     for key, value in ray_remote_args.items():
         if key not in task_options and key not in actor_options:
@@ -260,11 +259,10 @@ class Dataset:
         if n <= 0:
             raise ValueError(f"The number of splits {n} is not positive.")
         blocks = self._blocks()
-        if equal or len(blocks) < n:
-            total = sum(m.num_rows for m in ex.metas(blocks))
-            per = total // n if equal else None
-            edges = [i * per for i in range(n + 1)] if equal else list(np.linspace(0, total, n + 1).astype(int))
-            return self._split_rows(blocks, edges)
+        if equal:
+            per = sum(m.num_rows for m in ex.metas(blocks)) // n
+            return self._split_rows(blocks, [i * per for i in range(n + 1)])
+        # Ray splits by whole blocks: with fewer blocks than n, some splits are empty.
         groups = np.array_split(np.arange(len(blocks)), n)
         return [MaterializedDataset(ex.RefSource([blocks[i] for i in g]), self._stats) for g in groups]
 

@@ -374,6 +374,23 @@ _AST_OPS = {
 }
 
 
+class _IsNan(Expr):
+    def __init__(self, operand: Expr):
+        self.operand = operand
+
+    def eval(self, table):
+        return pc.is_nan(self.operand.eval(table))
+
+
+#: The functions a string predicate may call (Ray's expression evaluator's).
+_CALLS = {
+    "is_null": lambda e: e.is_null(),
+    "is_not_null": lambda e: e.is_not_null(),
+    "is_nan": _IsNan,
+    "is_in": lambda e, values: e.is_in(values.value),
+}
+
+
 def parse(text: str) -> Expr:
     """A string predicate such as ``"id > 3 and name != 'x'"`` as an expression."""
 
@@ -393,6 +410,16 @@ def parse(text: str) -> Expr:
             return out
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.Invert)):
             return UnaryExpr(Operation.NOT, conv(node.operand))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            inner = conv(node.operand)
+            if isinstance(node.op, ast.UAdd):
+                return inner
+            return LiteralExpr(-inner.value) if isinstance(inner, LiteralExpr) else BinaryExpr(Operation.MUL, inner, LiteralExpr(-1))
+        if isinstance(node, ast.Attribute):  # a dotted column name, "a.b"
+            return ColumnExpr(ast.unparse(node))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS:
+            args = [conv(a) for a in node.args]
+            return _CALLS[node.func.id](*args)
         if isinstance(node, ast.Compare):
             out, left = None, conv(node.left)
             for op, right in zip(node.ops, node.comparators):

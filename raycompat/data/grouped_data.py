@@ -39,7 +39,18 @@ class GroupedData:
                            keeps_schema=False, keeps_rows=False)
         return self._dataset._with(node)
 
+    def _exchange(self, finish, name):
+        """The plan step that brings each group's rows into one block and runs ``finish``
+        there: a hash exchange on the keys, or with no key one block of everything (Ray's
+        ``groupby(None)``: the whole dataset is one group)."""
+        n = self._num_partitions
+        if not self._keys:
+            return lambda bs: _exchange.finish_all(bs, finish, name)
+        return lambda bs: _exchange.hash_exchange(bs, self._keys, finish, name, n)
+
     def _each(self, cls, on, ignore_nulls=True, **kw) -> Dataset:
+        if on is None:  # Ray: every column but the keys
+            on = [c for c in self._dataset.columns() if c not in self._keys]
         cols = [on] if isinstance(on, str) else list(on)
         return self.aggregate(*[cls(c, ignore_nulls=ignore_nulls, **kw) for c in cols])
 
@@ -73,18 +84,15 @@ class GroupedData:
         exchange's reduce tasks instead (one task per block fewer).
         """
         fn_args, fn_kwargs = tuple(fn_args or ()), dict(fn_kwargs or {})
-        n = self._num_partitions
         is_class = isinstance(fn, type)
         options = dict(num_cpus=num_cpus, num_gpus=num_gpus, memory=memory, **ray_remote_args)
         if not is_class and compute is None and concurrency is None and not any(v is not None for v in options.values()):
             finish = _exchange.MapGroups(self._keys, fn, batch_format, fn_args, fn_kwargs)
-            node = ex.AllToAll(self._dataset._node, "MapGroups",
-                               lambda bs: _exchange.hash_exchange(bs, self._keys, finish, "MapGroups", n),
+            node = ex.AllToAll(self._dataset._node, "MapGroups", self._exchange(finish, "MapGroups"),
                                keeps_schema=False, keeps_rows=False)
             return self._dataset._with(node)
         grouped = self._dataset._with(ex.AllToAll(
-            self._dataset._node, "MapGroups",
-            lambda bs: _exchange.hash_exchange(bs, self._keys, _exchange.unchanged, "MapGroups", n)))
+            self._dataset._node, "MapGroups", self._exchange(_exchange.unchanged, "MapGroups")))
         if is_class:
             return grouped.map_batches(
                 _ClassPerGroup, batch_size=None, batch_format="pyarrow", compute=compute, concurrency=concurrency,

@@ -13,7 +13,9 @@ from typing import Iterator, Optional
 import numpy as np
 import pyarrow as pa
 
+import raycompat
 from raycompat.data import _blocks
+from raycompat.data import _execution as ex
 
 
 def batches_of(tables: Iterator[pa.Table], batch_size: Optional[int], batch_format, drop_last=False,
@@ -143,8 +145,6 @@ class StreamSplitDataIterator(DataIterator):
         self._epoch = 0
 
     def _tables(self) -> Iterator[pa.Table]:
-        import raycompat
-
         self._epoch += 1
         while True:
             block = raycompat.get(self._coordinator.next_block.remote(self._index, self._epoch))
@@ -162,7 +162,7 @@ class StreamSplitDataIterator(DataIterator):
             yield from _blocks.rows_of(table)
 
     def materialize(self):
-        from raycompat.data import _execution as ex
+        # late: dataset imports this module.
         from raycompat.data.dataset import MaterializedDataset
 
         return MaterializedDataset(ex.RefSource([ex.put_block(t) for t in self._tables()]))
