@@ -237,7 +237,7 @@ class ActorMapStage(ex.Node):
         source = self.inputs[0]
         if self.reads():
             pool = _Pool(self, lambda: False)
-            inputs = ((task, None) for task in source.read_tasks)
+            inputs = iter(source.read_tasks)
         else:
             pending: list = []
             exhausted = [isinstance(source, ex.RefSource)]
@@ -251,12 +251,12 @@ class ActorMapStage(ex.Node):
             def blocks():
                 for b in ex.prefetch(source.stream()):
                     pending.append(b.ref)
-                    yield b.ref, b
+                    yield b.ref
                 exhausted[0] = True
 
             inputs = blocks()
         try:
-            for arg, _ in inputs:
+            for arg in inputs:
                 yield pool.submit(arg)
             pool.drain()
         finally:

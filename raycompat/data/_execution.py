@@ -473,6 +473,21 @@ def _groups(items, sizes, target) -> list:
     return groups
 
 
+def cut_rows(blocks: list, edges) -> list:
+    """The blocks' rows cut at the row numbers ``edges``: for each ``[edges[i],
+    edges[i+1])`` the whole blocks in it and slices (a task each) of those it cuts."""
+    starts = list(itertools.accumulate((m.num_rows for m in metas(blocks)), initial=0))
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        parts = []
+        for b, s, e in zip(blocks, starts[:-1], starts[1:]):
+            a, z = max(lo, s), min(hi, e)
+            if z > a:
+                parts.append(b if (a, z) == (s, e) else submit_apply(b.ref, (_ops.Slice(int(a - s), int(z - s)),), "Split"))
+        out.append(parts)
+    return out
+
+
 def source_of(node: Node) -> Node:
     while node.inputs:
         node = node.inputs[0]

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
-
 import raycompat
 from raycompat.data import _execution as ex
-from raycompat.data import _ops
 from raycompat.data.iterator import StreamSplitDataIterator
 
 
@@ -57,19 +54,8 @@ class _SplitCoordinator:
 
 def _equal_shares(blocks: list, n: int) -> list:
     """The blocks cut into n shares of ``total // n`` rows each (Ray drops the remainder)."""
-    counts = [m.num_rows for m in ex.metas(blocks)]
-    per = sum(counts) // n
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    shares = []
-    for k in range(n):
-        lo, hi = k * per, (k + 1) * per
-        share = []
-        for b, s, e in zip(blocks, starts[:-1], starts[1:]):
-            a, z = max(lo, s), min(hi, e)
-            if z > a:
-                share.append(b if (a, z) == (s, e) else ex.submit_apply(b.ref, (_ops.Slice(int(a - s), int(z - s)),), "Split"))
-        shares.append(share)
-    return shares
+    per = sum(m.num_rows for m in ex.metas(blocks)) // n
+    return ex.cut_rows(blocks, [k * per for k in range(n + 1)])
 
 
 def streaming_split(dataset, n: int, equal: bool) -> list:

@@ -277,15 +277,7 @@ class Dataset:
         return self._split_rows(blocks, edges)
 
     def _split_rows(self, blocks, edges) -> List["MaterializedDataset"]:
-        out, starts = [], np.concatenate([[0], np.cumsum([m.num_rows for m in ex.metas(blocks)])])
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            parts = []
-            for b, s, e in zip(blocks, starts[:-1], starts[1:]):
-                a, z = max(lo, s), min(hi, e)
-                if z > a:
-                    parts.append(b if (a, z) == (s, e) else ex.submit_apply(b.ref, (_ops.Slice(int(a - s), int(z - s)),), "Split"))
-            out.append(MaterializedDataset(ex.RefSource(parts), self._stats))
-        return out
+        return [MaterializedDataset(ex.RefSource(parts), self._stats) for parts in ex.cut_rows(blocks, edges)]
 
     def _counted(self):
         """This dataset and its row count, running the plan at most once (materialized
