@@ -110,10 +110,15 @@ def from_blocks(blocks: list) -> MaterializedDataset:
 
 
 def from_pandas(dfs, override_num_blocks=None) -> MaterializedDataset:
-    """One block per DataFrame (its index dropped)."""
+    """One block per DataFrame (its index dropped); ``override_num_blocks`` cuts them into
+    that many blocks of (almost) equal rows, as Ray does."""
     import pandas as pd
 
     dfs = [dfs] if isinstance(dfs, pd.DataFrame) else list(dfs)
+    if override_num_blocks is not None and dfs:
+        whole = pd.concat(dfs, ignore_index=True) if len(dfs) > 1 else dfs[0]
+        edges = np.linspace(0, len(whole), max(1, override_num_blocks) + 1).astype(int)
+        dfs = [whole.iloc[a:b] for a, b in zip(edges[:-1], edges[1:])]
     return _materialized([_blocks.table_from_pandas(df.reset_index(drop=True)) for df in dfs])
 
 
