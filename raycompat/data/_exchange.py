@@ -282,7 +282,9 @@ def _keys_come_first() -> bool:
 
 
 class GroupAggregate:
-    """The reduce step of ``groupby(keys).aggregate(*aggs)``: pyarrow's hash aggregation."""
+    """The reduce step of ``groupby(keys).aggregate(*aggs)``: pyarrow's hash aggregation,
+    or, when an aggregation has no Arrow kernel (a custom ``AggregateFn``, ``AbsMax``), each
+    group's rows through every aggregation in Python."""
 
     def __init__(self, keys, aggs):
         self.keys, self.aggs = keys, aggs
