@@ -190,3 +190,15 @@ def test_directory_reads_skip_hidden_parts_and_write_json_types(ray, tmp_path):
     ds.write_json(str(tmp_path / "out"))
     back = sorted(ray.data.read_json(str(tmp_path / "out")).take_all(), key=lambda r: r["i"])
     assert [r["f"] for r in back] == [None, 1.5]
+
+
+def test_tensor_columns_keep_their_shape_through_pandas(ray):
+    """Ray 2.60 (checked): a tensor column's cells are arrays of the tensor's shape in
+    to_pandas and in pandas batches, and a pandas batch of such cells becomes a tensor
+    column again (numpy batches of shape (n, 2, 2))."""
+    import numpy as np
+
+    ds = ray.data.range_tensor(4, shape=(2, 2))
+    df = ds.to_pandas()
+    assert isinstance(df["data"][0], np.ndarray) and df["data"][1].tolist() == [[1, 1], [1, 1]]
+    assert ds.map_batches(lambda b: b, batch_format="pandas").take_batch(4)["data"].shape == (4, 2, 2)

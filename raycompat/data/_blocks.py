@@ -116,8 +116,11 @@ def table_to_pandas(table: pa.Table, arrow_backed: Optional[bool] = None):
         arrow_backed = arrow_backed_default()
     if table.schema.metadata and b"pandas" in table.schema.metadata:
         arrow_backed = False
-    df = table.to_pandas(types_mapper=_arrow_backed_dtype if arrow_backed else None)
-    return df.reset_index(drop=True)
+    df = table.to_pandas(types_mapper=_arrow_backed_dtype if arrow_backed else None).reset_index(drop=True)
+    for name in table.column_names:
+        if _is_tensor(table.schema.field(name).type):  # cells keep their shape, as in Ray
+            df[name] = list(column_to_numpy(table.column(name)))
+    return df
 
 
 def to_batch(table: pa.Table, batch_format: Optional[str], arrow_backed: Optional[bool] = None):
@@ -139,7 +142,13 @@ def batch_to_table(batch: Any) -> pa.Table:
     if isinstance(batch, pd.DataFrame):
         # Ray 2.60 turns a UDF's DataFrame into an Arrow block (batch_to_block_arrow_format):
         # no pandas metadata, so the next pandas batch is Arrow-backed again.
-        return table_from_pandas(batch.reset_index(drop=True)).replace_schema_metadata(None)
+        batch = batch.reset_index(drop=True)
+        tensors = [c for c in batch.columns if batch[c].dtype == object and len(batch)
+                   and isinstance(batch[c].iloc[0], np.ndarray) and batch[c].iloc[0].ndim >= 1]
+        if tensors:  # a column of equal-shape arrays goes back to a tensor column, as in Ray
+            return pa.table({str(c): array_from_numpy(list(batch[c])) if c in tensors else pa.array(batch[c])
+                             for c in batch.columns})
+        return table_from_pandas(batch).replace_schema_metadata(None)
     if isinstance(batch, dict):
         for key, value in batch.items():
             if not isinstance(value, (np.ndarray, list, pa.Array, pa.ChunkedArray, pd.Series)):
