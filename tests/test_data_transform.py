@@ -679,3 +679,27 @@ def test_chained_default_actor_pools_finish(ray):
     out = ray.data.range(200, override_num_blocks=20).map_batches(AddConstant, fn_constructor_args=(1,)) \
         .map_batches(AddConstant, fn_constructor_args=(10,)).take_all()
     assert _ids(out) == [i + 11 for i in range(200)]
+
+
+def test_aggregate_fn_v2_subclass(ray):
+    """Ray's recommended custom aggregation: subclass AggregateFnV2 with aggregate_block
+    and combine (and finalize); globally and per group."""
+    A = __import__(ray.__name__ + ".data.aggregate", fromlist=["AggregateFnV2"])
+
+    class Prod(A.AggregateFnV2):
+        def __init__(self, on):
+            super().__init__(f"prod({on})", zero_factory=lambda: 1, on=on, ignore_nulls=True)
+
+        def aggregate_block(self, block):
+            return int(np.prod(np.asarray(block[self.get_target_column()])))
+
+        def combine(self, current, new):
+            return current * new
+
+        def finalize(self, accumulator):
+            return -accumulator
+
+    ds = ray.data.from_items([{"g": i % 2, "v": i} for i in range(1, 7)], override_num_blocks=3)
+    assert ds.aggregate(Prod("v")) == {"prod(v)": -720}
+    assert sorted(ds.groupby("g").aggregate(Prod("v")).take_all(), key=lambda r: r["g"]) == [
+        {"g": 0, "prod(v)": -48}, {"g": 1, "prod(v)": -15}]

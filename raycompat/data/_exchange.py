@@ -326,6 +326,8 @@ class GroupAggregate:
 
     def _per_group(self, table):
         """Custom aggregations: each group's rows through every aggregation in Python."""
+        if table.num_rows == 0:
+            return pa.table({})
         table = table.take(_ops.sort_indices(table, self.keys, False))
         starts = group_starts(table, self.keys) + [table.num_rows]
         names = agg_mod.unique_names(self.aggs)
@@ -345,7 +347,7 @@ def group_starts(table, keys, nulls_apart: bool = False) -> list:
     """The first row of each group of a table sorted by ``keys``. Nulls (and NaNs) form one
     group, as in Arrow's group_by, unless ``nulls_apart``: then each such row is a group
     of its own, as Ray 2.60's ``map_groups`` splits them (checked)."""
-    if not keys:
+    if not keys or not table.num_rows:
         return [0] if table.num_rows else []
     change = np.zeros(table.num_rows, dtype=bool)
     change[0] = True

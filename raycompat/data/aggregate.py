@@ -63,8 +63,48 @@ class AggregateFn:
 
 
 class AggregateFnV2(AggregateFn):
-    """Ray's base of the built-in aggregations over a column ``on``: ``name`` is the
-    result's column or key (``sum(x)``), ``alias_name`` overrides it."""
+    """Ray's base for aggregations written per block: a subclass calls
+    ``super().__init__(name, zero_factory, on=..., ignore_nulls=...)`` and implements
+    ``aggregate_block(block) -> accumulator`` and ``combine(current, new)``, optionally
+    ``finalize(accumulator)``. A block's accumulator comes from its task (globally) or
+    from a group's rows (per group); a None accumulator (a block of nulls) is skipped."""
+
+    arrow_vectorized = False
+
+    def __init__(self, name: str, zero_factory: Callable, *, on: Optional[str], ignore_nulls: bool):
+        if not name:
+            raise ValueError(f"Non-empty string has to be provided as name (got {name})")
+        self.name, self.zero_factory, self.on, self.ignore_nulls = name, zero_factory, on, ignore_nulls
+
+    def get_target_column(self) -> Optional[str]:
+        return self.on
+
+    def aggregate_block(self, block: pa.Table):
+        raise NotImplementedError(f"{type(self).__name__} must implement aggregate_block")
+
+    def combine(self, current_accumulator, new):
+        raise NotImplementedError(f"{type(self).__name__} must implement combine")
+
+    def finalize(self, accumulator):
+        return accumulator
+
+    def block_state(self, table: pa.Table):
+        return self.aggregate_block(table) if table.num_rows else None
+
+    def merge(self, a, b):
+        if a is None or b is None:
+            return b if a is None else a
+        return self.combine(a, b)
+
+    def group_value(self, key, table: pa.Table):
+        state = self.merge(self.zero_factory(), self.block_state(table))
+        return self.finalize(state)
+
+
+class _ColumnAggregate(AggregateFnV2):
+    """raycompat's built-in aggregations over a column ``on``: ``name`` is the result's
+    column or key (``sum(x)``), ``alias_name`` overrides it; per group they run as one
+    pyarrow hash aggregation."""
 
     kind = ""
     arrow_vectorized = True
@@ -121,7 +161,7 @@ def _col(table, on):
     return table.column(on)
 
 
-class Count(AggregateFnV2):
+class Count(_ColumnAggregate):
     kind = "count"
 
     def __init__(self, on: Optional[str] = None, ignore_nulls: bool = False, alias_name: Optional[str] = None):
@@ -141,7 +181,7 @@ class Count(AggregateFnV2):
         return (self.on, "count", pc.CountOptions(mode="only_valid" if self.ignore_nulls else "all"))
 
 
-class _Simple(AggregateFnV2):
+class _Simple(_ColumnAggregate):
     fn = ""
 
     def block_state(self, table):
@@ -187,7 +227,7 @@ class Max(_Simple):
         return max(a, b)
 
 
-class Mean(AggregateFnV2):
+class Mean(_ColumnAggregate):
     kind = "mean"
 
     def block_state(self, table):
@@ -211,7 +251,7 @@ class Mean(AggregateFnV2):
         return (self.on, "mean", pc.ScalarAggregateOptions(skip_nulls=self.ignore_nulls, min_count=1))
 
 
-class Std(AggregateFnV2):
+class Std(_ColumnAggregate):
     kind = "std"
 
     def __init__(self, on: Optional[str] = None, ddof: int = 1, ignore_nulls: bool = True, alias_name: Optional[str] = None):
