@@ -703,3 +703,27 @@ def test_aggregate_fn_v2_subclass(ray):
     assert ds.aggregate(Prod("v")) == {"prod(v)": -720}
     assert sorted(ds.groupby("g").aggregate(Prod("v")).take_all(), key=lambda r: r["g"]) == [
         {"g": 0, "prod(v)": -48}, {"g": 1, "prod(v)": -15}]
+
+
+def test_streaming_split_equal_streams_and_evens_out(ray):
+    """equal=True hands blocks out as they come while the buffer can still even the
+    splits out (Ray's OutputSplitter): with one consumer much slower than the other, both
+    end with total // n rows of their own (Ray: the same)."""
+    import threading
+    import time
+
+    its = ray.data.range(105, override_num_blocks=7).streaming_split(2, equal=True)
+    seen = [[], []]
+
+    def consume(i, pause):
+        for b in its[i].iter_batches(batch_size=None):
+            seen[i].extend(int(x) for x in b["id"])
+            time.sleep(pause)
+
+    threads = [threading.Thread(target=consume, args=(0, 0.0)), threading.Thread(target=consume, args=(1, 0.3))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(seen[0]) == len(seen[1]) == 52
+    assert not set(seen[0]) & set(seen[1])
