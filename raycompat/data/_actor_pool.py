@@ -198,6 +198,8 @@ class _Pool:
             raycompat.wait(pending, num_returns=len(pending), fetch_local=False)
 
     def close(self) -> None:
+        # Killed, not left to the reference model: a dropped handle here left the pool's
+        # actors holding their CPUs (seen as a hang of the next stage's tests).
         for a in self.actors:
             raycompat.kill(a)
         self.actors, self.in_flight, self.starting = [], [], []

@@ -113,10 +113,6 @@ def _sample(table, key, k):
     return _blocks.column_to_numpy(table.column(key).take(pa.array(idx))).tolist()
 
 
-def _slices(spec, *tables):
-    return _blocks.concat([t.slice(a, b - a) for t, (a, b) in zip(tables, spec)])
-
-
 _split_random_r = raycompat.remote(_split_random)
 _split_hash_r = raycompat.remote(_split_hash)
 _split_range_r = raycompat.remote(_split_range)
@@ -131,11 +127,6 @@ def _reduce(finish, *parts):
 _reduce_r = raycompat.remote(num_returns=2)(_reduce)
 
 
-def _slices_block(spec, *tables):
-    return ex.timed(lambda: _slices(spec, *tables))
-
-
-_slices_r = raycompat.remote(num_returns=2)(_slices_block)
 
 
 def _reduce_all(name, finish, pieces_by_output) -> list:
@@ -194,7 +185,7 @@ def _cut(blocks, edges) -> list:
                 spec.append((int(a - s), int(z - s)))
         if not refs and blocks:
             refs, spec = [blocks[0].ref], [(0, 0)]
-        table_ref, meta_ref = _slices_r.options(name="Repartition").remote(spec, *refs)
+        table_ref, meta_ref = ex.slice_concat_remote.options(name="Repartition").remote(spec, *refs)
         out.append(ex.BlockRef(table_ref, meta_ref))
     return out
 

@@ -359,10 +359,11 @@ class Limit(Node):
 
 
 def _slice_concat(spec, *tables):
+    """One block of the rows ``spec[i] = (start, stop)`` of each table, in order."""
     return timed(lambda: _blocks.concat([t.slice(a, b - a) for t, (a, b) in zip(tables, spec)]))
 
 
-_slice_concat_remote = raycompat.remote(num_returns=2)(_slice_concat)
+slice_concat_remote = raycompat.remote(num_returns=2)(_slice_concat)
 
 
 class Rebatch(Node):
@@ -406,7 +407,7 @@ class Rebatch(Node):
                 pending.pop(0)
             else:
                 pending[0] = (b, start + take)
-        t, m = _slice_concat_remote.options(name="StreamingRepartition").remote(spec, *refs)
+        t, m = slice_concat_remote.options(name="StreamingRepartition").remote(spec, *refs)
         return BlockRef(t, m)
 
     def known_schema(self):

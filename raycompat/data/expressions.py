@@ -22,8 +22,10 @@ import enum
 import uuid as _uuid
 from typing import Any, Callable, Optional
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyarrow import fs
 
 
 class Operation(str, enum.Enum):
@@ -284,8 +286,6 @@ class RandomExpr(Expr):
         self.seed, self.reseed_after_execution = seed, reseed_after_execution
 
     def eval(self, table):
-        import numpy as np
-
         rng = np.random.default_rng(None if self.seed is None else [self.seed, TASK_INDEX.get()])
         return pa.array(rng.random(table.num_rows))
 
@@ -319,8 +319,6 @@ class DownloadExpr(Expr):
         self.uri_column_name = uri_column_name
 
     def eval(self, table):
-        from pyarrow import fs
-
         out = []
         for uri in table.column(self.uri_column_name).to_pylist():
             if uri is None:
